@@ -1,0 +1,2 @@
+//! floe-broker: the floe server.
+#![warn(missing_docs)]

@@ -1,0 +1,2 @@
+//! floe-client: the Rust client for floe.
+#![warn(missing_docs)]

@@ -1,0 +1,2 @@
+//! floe-raft: a sans-IO Raft core.
+#![warn(missing_docs)]

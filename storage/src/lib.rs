@@ -1,0 +1,2 @@
+//! floe-storage: the partition log.
+#![warn(missing_docs)]
