@@ -17,4 +17,12 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod client;
+pub mod error;
+pub mod frame;
 pub mod varint;
+pub mod wire;
+
+pub use error::{ErrorCode, RETIRED_CODES};
+pub use frame::{FrameHeader, FrameKind, FrameLimits};
+pub use wire::{DecodeError, DecodeErrorKind, Wire};
