@@ -20,6 +20,7 @@ pub mod batch;
 pub mod client;
 pub mod error;
 pub mod frame;
+pub mod peer;
 pub mod varint;
 pub mod wire;
 
