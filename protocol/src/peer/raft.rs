@@ -108,7 +108,7 @@ wire_struct! {
 wire_struct! {
     /// Heartbeats for every group led by `from` with a replica on `to`: one message per node
     /// pair per tick.
-    pub struct Heartbeat {
+    pub struct CoalescedHeartbeat {
         /// Leader node id.
         pub from: u64,
         /// Follower node id.
@@ -131,8 +131,8 @@ wire_struct! {
 }
 
 wire_struct! {
-    /// Answers to a [`Heartbeat`].
-    pub struct HeartbeatResponse {
+    /// Answers to a [`CoalescedHeartbeat`].
+    pub struct CoalescedHeartbeatResponse {
         /// Follower node id.
         pub from: u64,
         /// Leader node id.

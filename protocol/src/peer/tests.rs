@@ -45,7 +45,7 @@ proptest! {
 
 #[test]
 fn coalesced_heartbeat_with_many_groups_is_compact_and_bounded() {
-    let hb = Heartbeat {
+    let hb = CoalescedHeartbeat {
         from: 1,
         to: 2,
         entries: (0..10_000)
