@@ -77,7 +77,7 @@ mod tests {
         let p = dir.path().join("raw");
         write_like_dd(&p, 3 * CHUNK as u64 + 17).unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 3 * CHUNK as u64 + 17);
-        let (n, _) = read_like_dd(&[p.clone()]).unwrap();
+        let (n, _) = read_like_dd(std::slice::from_ref(&p)).unwrap();
         assert_eq!(n, 3 * CHUNK as u64 + 17);
         fsync_each_write(&p, 1000, 3).unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 3000);

@@ -27,13 +27,18 @@ pub(crate) struct LatencyRecorder {
 
 impl LatencyRecorder {
     pub(crate) fn new() -> Self {
-        let hist = Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid");
+        let hist =
+            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid");
         LatencyRecorder { hist }
     }
 
     pub(crate) fn record(&mut self, latency: Duration) {
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, 3_600_000_000);
-        self.hist.record(us).expect("value clamped into the histogram's bounds");
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, 3_600_000_000);
+        self.hist
+            .record(us)
+            .expect("value clamped into the histogram's bounds");
     }
 
     pub(crate) fn merge(&mut self, other: &LatencyRecorder) {
@@ -46,7 +51,12 @@ impl LatencyRecorder {
 
     pub(crate) fn summary(&self) -> LatencyUs {
         if self.hist.is_empty() {
-            return LatencyUs { p50: 0, p99: 0, p999: 0, max: 0 };
+            return LatencyUs {
+                p50: 0,
+                p99: 0,
+                p999: 0,
+                max: 0,
+            };
         }
         LatencyUs {
             p50: self.hist.value_at_quantile(0.50),
@@ -114,7 +124,10 @@ impl Report {
             self.mb_per_sec()
         );
         let l = self.latency;
-        println!("  latency µs: p50 {} p99 {} p99.9 {} max {}", l.p50, l.p99, l.p999, l.max);
+        println!(
+            "  latency µs: p50 {} p99 {} p99.9 {} max {}",
+            l.p50, l.p99, l.p999, l.max
+        );
         for (k, v) in &self.extras {
             match v.as_f64() {
                 Some(f) if v.is_f64() => println!("  {k}: {f:.3}"),
@@ -161,6 +174,14 @@ mod tests {
 
     #[test]
     fn empty_histogram_summarises_to_zero() {
-        assert_eq!(LatencyRecorder::new().summary(), LatencyUs { p50: 0, p99: 0, p999: 0, max: 0 });
+        assert_eq!(
+            LatencyRecorder::new().summary(),
+            LatencyUs {
+                p50: 0,
+                p99: 0,
+                p999: 0,
+                max: 0
+            }
+        );
     }
 }

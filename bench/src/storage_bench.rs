@@ -38,8 +38,12 @@ pub(crate) fn run(args: &StorageArgs) -> anyhow::Result<Report> {
     ensure!(args.message_size > 0, "--message-size must be > 0");
     ensure!(args.batch_records > 0, "--batch-records must be > 0");
     ensure!(args.producers > 0, "--producers must be > 0");
-    ensure!(args.total_bytes >= args.message_size as u64, "--total-bytes is below one message");
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    ensure!(
+        args.total_bytes >= args.message_size as u64,
+        "--total-bytes is below one message"
+    );
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
     let log_dir = args.dir.join("log");
     if log_dir.exists() {
         bail!("{} already exists: give an empty --dir", log_dir.display());
@@ -93,7 +97,10 @@ pub(crate) fn run(args: &StorageArgs) -> anyhow::Result<Report> {
         let n = args.baseline_appends.max(1);
         let raw_fsync = raw::fsync_each_write(&raw_file, args.message_size, n)?;
         std::fs::remove_file(&raw_file).ok();
-        report.extra("raw_fsync_per_write_per_sec", n as f64 / raw_fsync.as_secs_f64().max(1e-9));
+        report.extra(
+            "raw_fsync_per_write_per_sec",
+            n as f64 / raw_fsync.as_secs_f64().max(1e-9),
+        );
         report.extra("group_commit_speedup", report.records_per_sec() / base);
     }
 
@@ -119,9 +126,16 @@ fn mb_per_sec(bytes: u64, d: Duration) -> f64 {
 
 fn open_log(dir: &Path, config: LogConfig) -> anyhow::Result<Log> {
     let backend = FileDir::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-    let opts = OpenOptions { now_ms: system_now_ms(), durable_floor: None };
+    let opts = OpenOptions {
+        now_ms: system_now_ms(),
+        durable_floor: None,
+    };
     let log = Log::open(Arc::new(backend), config, opts)?;
-    ensure!(log.corruption().is_empty(), "log reports corruption: {:?}", log.corruption());
+    ensure!(
+        log.corruption().is_empty(),
+        "log reports corruption: {:?}",
+        log.corruption()
+    );
     Ok(log)
 }
 
@@ -182,7 +196,10 @@ fn append_group_commit(
                     while next.fetch_add(1, Ordering::Relaxed) < batches {
                         let t = Instant::now();
                         let done = writer.append(template.to_vec(), 1)?;
-                        ensure!(done.durable_end >= done.info.next_offset, "acknowledged before durable");
+                        ensure!(
+                            done.durable_end >= done.info.next_offset,
+                            "acknowledged before durable"
+                        );
                         latency.record(t.elapsed());
                         durable_ends.push(done.durable_end);
                     }
@@ -190,7 +207,10 @@ fn append_group_commit(
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("producer thread panicked")).collect::<Vec<_>>()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("producer thread panicked"))
+            .collect::<Vec<_>>()
     });
     let elapsed = start.elapsed();
     let mut latency = LatencyRecorder::new();
@@ -202,7 +222,11 @@ fn append_group_commit(
         latency.merge(&l);
         durable_ends.extend(ends);
     }
-    ensure!(latency.len() == batches, "{} of {batches} appends acknowledged", latency.len());
+    ensure!(
+        latency.len() == batches,
+        "{} of {batches} appends acknowledged",
+        latency.len()
+    );
     durable_ends.sort_unstable();
     durable_ends.dedup();
     writer.shutdown()?;
@@ -210,7 +234,11 @@ fn append_group_commit(
 }
 
 /// Records per second when every single-record append is fsynced before the next.
-fn fsync_per_append_baseline(dir: &Path, args: &StorageArgs, config: &LogConfig) -> anyhow::Result<f64> {
+fn fsync_per_append_baseline(
+    dir: &Path,
+    args: &StorageArgs,
+    config: &LogConfig,
+) -> anyhow::Result<f64> {
     let mut log = open_log(dir, config.clone())?;
     let mut batch = build_batch(args.message_size, 1)?;
     let n = args.baseline_appends.max(1);
@@ -233,15 +261,25 @@ fn scan(log: &Log, records: u64) -> anyhow::Result<(u64, Duration)> {
     let mut bytes = 0u64;
     while offset < log.log_end() {
         let read = log.read(offset, READ_BUDGET)?;
-        ensure!(read.next_offset > offset, "read at {offset} made no progress");
+        ensure!(
+            read.next_offset > offset,
+            "read at {offset} made no progress"
+        );
         for batch in read.batches() {
             let h = BatchHeader::parse(&batch)?;
-            ensure!(h.base_offset == offset, "gap: expected {offset}, found {}", h.base_offset);
+            ensure!(
+                h.base_offset == offset,
+                "gap: expected {offset}, found {}",
+                h.base_offset
+            );
             offset = h.next_offset();
             bytes += batch.len() as u64;
         }
     }
     let elapsed = start.elapsed();
-    ensure!(offset == records, "scanned {offset} records, appended {records}");
+    ensure!(
+        offset == records,
+        "scanned {offset} records, appended {records}"
+    );
     Ok((bytes, elapsed))
 }
