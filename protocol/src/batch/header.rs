@@ -270,6 +270,21 @@ impl BatchHeader {
             .saturating_add(u64::from(self.last_offset_delta))
     }
 
+    /// Sequence number of the last record for an idempotent producer (wrapping at 2^31),
+    /// or `None` when the batch has no producer id.
+    pub fn last_sequence(&self) -> Option<i32> {
+        if self.producer_id < 0 || self.base_sequence < 0 {
+            return None;
+        }
+        let last = i64::from(self.base_sequence) + i64::from(self.last_offset_delta);
+        Some((last % (i64::from(i32::MAX) + 1)) as i32)
+    }
+
+    /// Whether attributes bit 5 marks this as a control batch.
+    pub fn is_control(&self) -> bool {
+        self.attributes.is_control()
+    }
+
     /// Offset just past the batch: the next batch's base offset.
     pub fn next_offset(&self) -> u64 {
         self.last_offset().saturating_add(1)
@@ -384,6 +399,17 @@ mod tests {
         let mut again = vec![0u8; HEADER_LEN];
         h.write(&mut again);
         assert_eq!(&again[..], &buf[..HEADER_LEN]);
+    }
+
+    #[test]
+    fn last_sequence_wraps() {
+        let mut h = BatchHeader::parse(&sample(b"x")).unwrap();
+        assert_eq!(h.last_sequence(), None);
+        h.producer_id = 5;
+        h.base_sequence = i32::MAX - 1;
+        assert_eq!(h.last_sequence(), Some(0)); // three records: MAX-1, MAX, 0
+        h.base_sequence = 10;
+        assert_eq!(h.last_sequence(), Some(12));
     }
 
     #[test]
