@@ -429,17 +429,22 @@ impl Log {
         seg.synced_len = seg.data_len;
         let index = seg.index_file(true, seg.data_len, seg.next_offset).encode();
         let next = seg.next_offset;
-        self.durable_end = self.durable_end.max(next);
         if let Err((op, e)) = write_atomic(&*self.dir, &index_name(seg.base), &index, false) {
             if op == IoOp::SyncData {
                 return Err(self.fail(op, &e));
             }
             return Err(io_err(op, &index_name(seg.base), e));
         }
-        self.dir_epoch += 1;
+        // The segment's own directory entry (and the index's) must be durable before the
+        // segment counts as durable.
+        if let Err(e) = self.dir.sync() {
+            return Err(self.fail(IoOp::SyncDir, &e));
+        }
+        self.dir_synced_epoch = self.dir_epoch;
         let seg = self.segments.last_mut().expect("checked above");
         seg.sealed = true;
         seg.checkpointed_len = seg.data_len;
+        self.durable_end = self.durable_end.max(next);
         Ok(())
     }
 
@@ -549,6 +554,20 @@ impl Log {
 
     // ----------------------------------------------------------------------------- truncation
 
+    /// Removes a segment's files: the log first, then its index, so a crash between the two
+    /// leaves an orphan index (deleted at recovery), never a log without its index (which
+    /// recovery would rebuild by scanning, possibly past a cut).
+    fn remove_segment_files(&self, base: u64) -> std::io::Result<()> {
+        for name in [log_name(base), index_name(base)] {
+            match self.dir.remove(&name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Removes every batch at or after `offset`, which must be a batch boundary in
     /// `[log_start, log_end]`. For Raft conflict resolution.
     ///
@@ -582,17 +601,12 @@ impl Log {
         {
             return Err(self.fail(IoOp::SyncData, &e));
         }
-        // 1. Remove later segments (index first, so a crash leaves a log without an index,
-        //    which recovery rebuilds), then make the removals durable.
+        // 1. Remove later segments, newest first, then make the removals durable.
         let first_removed = if cut_whole { idx } else { idx + 1 };
         let removed: Vec<Segment> = self.segments.drain(first_removed..).collect();
-        for s in &removed {
-            for name in [index_name(s.base), log_name(s.base)] {
-                match self.dir.remove(&name) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(self.fail(IoOp::Remove, &e)),
-                }
+        for s in removed.iter().rev() {
+            if let Err(e) = self.remove_segment_files(s.base) {
+                return Err(self.fail(IoOp::Remove, &e));
             }
         }
         if !removed.is_empty() {
@@ -607,8 +621,7 @@ impl Log {
         if cut_whole {
             return Ok(());
         }
-        // 2. Seal the cut segment at the cut and write its index.
-        let interval = self.config.index_interval_bytes;
+        // 2. Seal the cut segment at the cut.
         let seg = &mut self.segments[idx];
         seg.data_len = cut_pos;
         seg.next_offset = offset;
@@ -619,18 +632,27 @@ impl Log {
             r.end = r.end.min(offset);
         }
         seg.sealed = true;
-        if let Err(e) = seg.recompute_tail() {
-            // The cut is already durable; a walk failure only leaves stale derived fields.
-            let _ = e;
-        }
-        let _ = interval;
+        // A walk failure here (damage before the cut) only leaves the derived max timestamp
+        // and term approximate; the cut itself is exact.
+        let _ = seg.recompute_tail();
         let ix = seg.index_file(true, cut_pos, offset).encode();
         let name = index_name(seg.base);
         seg.checkpointed_len = cut_pos;
+        // 3. Start the next segment at the cut right away, so the cut segment is never the
+        //    last one: recovery bounds it by the next base even if its index were lost, and the
+        //    stale bytes past the cut (kept for readers) can never come back.
+        //    If this fails (disk full), the cut still holds in memory; on disk the old index
+        //    stays, which at worst brings back the not-yet-acknowledged suffix after a crash,
+        //    exactly as a crash before this call would; the next append retries the creation.
+        self.ensure_active(0, self.segments[idx].created_ms)?;
+        // 4. Write the cut segment's sealed index; its directory sync also covers step 3.
         if let Err((op, e)) = write_atomic(&*self.dir, &name, &ix, true) {
             return Err(self.fail(op, &e));
         }
-        self.durable_end = self.durable_end.max(offset).min(offset);
+        self.dir_synced_epoch = self.dir_epoch;
+        // Everything below the cut is durable: earlier segments are sealed and the cut segment
+        // was synced in step 0.
+        self.durable_end = offset;
         Ok(())
     }
 
@@ -659,16 +681,10 @@ impl Log {
             None => self.segments.drain(..).collect(),
         };
         let mut first_err = None;
-        for s in &removed {
-            for name in [index_name(s.base), log_name(s.base)] {
-                match self.dir.remove(&name) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    // Recovery deletes leftovers below the log start; report, stay usable.
-                    Err(e) => {
-                        first_err.get_or_insert(io_err(IoOp::Remove, &name, e));
-                    }
-                }
+        for s in removed.iter().rev() {
+            // Recovery deletes leftovers below the log start; report, stay usable.
+            if let Err(e) = self.remove_segment_files(s.base) {
+                first_err.get_or_insert(io_err(IoOp::Remove, &log_name(s.base), e));
             }
         }
         if removed.iter().any(|s| !s.sealed) {

@@ -143,8 +143,8 @@ impl Open<'_> {
         // Segments entirely below the start (the next one begins at or below it) go.
         let mut first = 0;
         while first + 1 < bases.len() && bases[first + 1] <= log_start {
-            self.remove(&index_name(bases[first]))?;
             self.remove(&log_name(bases[first]))?;
+            self.remove(&index_name(bases[first]))?;
             first += 1;
         }
         let mut segments: Vec<Segment> = Vec::new();
