@@ -341,6 +341,12 @@ macro_rules! protocol_frames {
             limits: $crate::frame::FrameLimits,
         ) -> Result<($crate::frame::FrameHeader, $name, usize), $crate::wire::DecodeError> {
             let (header, mut r, total) = $crate::frame::decode_envelope(buf, limits)?;
+            // An error response echoes the request's api key and version, which may be ones
+            // this side does not know (that can be the very error): accept it before checking.
+            if header.kind == $crate::frame::FrameKind::Response && !header.error.is_ok() {
+                r.finish()?;
+                return Ok((header, $name::Error(header.error), total));
+            }
             let key = $keys::from_u16(header.api_key).ok_or($crate::wire::DecodeError {
                 offset: 4,
                 kind: $crate::wire::DecodeErrorKind::UnknownApiKey(header.api_key),
@@ -354,10 +360,6 @@ macro_rules! protocol_frames {
                         version: header.api_version,
                     },
                 });
-            }
-            if header.kind == $crate::frame::FrameKind::Response && !header.error.is_ok() {
-                r.finish()?;
-                return Ok((header, $name::Error(header.error), total));
             }
             if header.kind != $crate::frame::FrameKind::Response && !header.error.is_ok() {
                 return Err($crate::wire::DecodeError {

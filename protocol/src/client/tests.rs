@@ -110,6 +110,12 @@ fn error_frames_and_envelope_checks() {
     let (h, frame, used) = decode_client_frame(&Bytes::from(buf.clone()), limits()).unwrap();
     assert_eq!((h.correlation_id, used), (77, 16));
     assert_eq!(frame, ClientFrame::Error(ErrorCode::UnsupportedVersion));
+    // Echoing an api key and version this side does not know is still a decodable error frame.
+    let mut buf = Vec::new();
+    encode_error_frame(999, 9, 78, ErrorCode::UnsupportedVersion, &mut buf);
+    let (h, frame, _) = decode_client_frame(&Bytes::from(buf), limits()).unwrap();
+    assert_eq!((h.api_key, h.api_version), (999, 9));
+    assert_eq!(frame, ClientFrame::Error(ErrorCode::UnsupportedVersion));
 
     let mut req = Vec::new();
     Request::from(HeartbeatRequest::default()).encode_frame(5, &mut req);
