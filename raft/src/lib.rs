@@ -19,6 +19,7 @@ pub mod log;
 pub mod membership;
 pub mod message;
 pub mod rng;
+pub mod sim;
 pub mod types;
 
 pub use config::Config;

@@ -4,12 +4,15 @@
 use super::{Raft, Role};
 use crate::error::RaftError;
 use crate::log::Log;
-use crate::types::Offset;
+use crate::types::{Offset, Term};
 
-/// Damage not yet repaired: the log must be re-fetched up to `repair_until`.
+/// Damage not yet repaired: the log position (last term, end) held before the damage.
+/// Votes are judged against it, so a damaged replica still only votes for candidates at least
+/// as up to date as the log it acknowledged; it is repaired once its durable log reaches it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Corruption {
-    repair_until: Offset,
+    last_term: Term,
+    end: Offset,
 }
 
 impl<L: Log> Raft<L> {
@@ -22,11 +25,10 @@ impl<L: Log> Raft<L> {
             None if from < self.log.start() => self.log.start(),
             None => return Ok(()),
         };
-        let repair_until = self
-            .corrupt
-            .map_or(self.log.end(), |c| c.repair_until.max(self.log.end()));
-        self.corrupt = Some(Corruption { repair_until });
-        if self.role == Role::Leader {
+        let (last_term, end) = self.vote_position();
+        self.corrupt = Some(Corruption { last_term, end });
+        if self.role != Role::Follower {
+            // A leader cannot serve a log with a hole; a candidate must not win with one.
             self.become_follower(self.term, None);
         }
         self.commit_end = self.commit_end.min(at);
@@ -37,12 +39,20 @@ impl<L: Log> Raft<L> {
         Ok(())
     }
 
-    /// Clears the corruption mark once the lost range is durable again.
+    /// Clears the corruption mark once the durable log is at least where it was.
     pub(super) fn check_repaired(&mut self) {
+        let durable = self.persist.durable_end() == self.log.end();
         if let Some(c) = self.corrupt
-            && self.persist.durable_end() >= c.repair_until
+            && durable
+            && (self.log.last_term(), self.log.end()) >= (c.last_term, c.end)
         {
             self.corrupt = None;
         }
+    }
+
+    /// The log position votes are judged against: the pre-damage one while damaged.
+    pub(super) fn vote_position(&self) -> (Term, Offset) {
+        let now = (self.log.last_term(), self.log.end());
+        self.corrupt.map_or(now, |c| now.max((c.last_term, c.end)))
     }
 }

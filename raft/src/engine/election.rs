@@ -58,12 +58,11 @@ impl<L: Log> Raft<L> {
     }
 
     pub(super) fn handle_vote_request(&mut self, from: NodeId, term: Term, req: VoteRequest) {
-        let ours = (self.log.last_term(), self.log.end());
-        let up_to_date = (req.last_term, req.last_end) >= ours;
+        let up_to_date = (req.last_term, req.last_end) >= self.vote_position();
         let can_vote = self.vote == Some(from)
             || (self.vote.is_none() && self.leader.is_none())
             || (req.pre_vote && term > self.term);
-        let grant = can_vote && up_to_date && self.corrupt.is_none();
+        let grant = can_vote && up_to_date;
         if req.pre_vote {
             let reply_term = if grant { term } else { self.term };
             let body = Body::VoteResponse(VoteResponse {
@@ -105,7 +104,11 @@ impl<L: Log> Raft<L> {
             Role::Candidate
         };
         let stale_grant = resp.pre_vote && resp.granted && term != self.term.next();
-        if self.role != expected || stale_grant || !self.membership().is_voter(from) {
+        if self.role != expected
+            || stale_grant
+            || !self.membership().is_voter(from)
+            || !self.promotable()
+        {
             return Ok(());
         }
         self.election.votes.insert(from, resp.granted);

@@ -110,12 +110,18 @@ impl<L: Log> Raft<L> {
         };
         let members = Members::new(base, log.config_entries()?);
         let commit_end = hard_state.commit_end.min(log.end()).max(log.start());
+        // The log may be durable further than the hard state (they are written apart).
+        let (term, vote) = if log.last_term() > hard_state.term {
+            (log.last_term(), None)
+        } else {
+            (hard_state.term, hard_state.vote)
+        };
         let mut raft = Raft {
             id: cfg.id,
             rng: SplitMix64::new(cfg.seed),
             role: Role::Follower,
-            term: hard_state.term,
-            vote: hard_state.vote,
+            term,
+            vote,
             leader: None,
             commit_end,
             handed_out_end: log.start(),
@@ -184,6 +190,17 @@ impl<L: Log> Raft<L> {
     /// The log.
     pub fn log(&self) -> &L {
         &self.log
+    }
+
+    /// The log, for the storage driver (fsync, metrics). Do not append, truncate or compact
+    /// behind the core's back: use [`Raft::compact`].
+    pub fn log_mut(&mut self) -> &mut L {
+        &mut self.log
+    }
+
+    /// Gives the log back (on shutdown or crash).
+    pub fn into_log(self) -> L {
+        self.log
     }
 
     /// The durable end of the local log (as reported through `handle_persisted`).

@@ -118,12 +118,20 @@ impl Progress {
         self.probe_sent = false;
     }
 
-    /// A heartbeat answer: a probing follower may be probed again; a lost snapshot is resent.
-    pub(crate) fn heard(&mut self) {
+    /// A heartbeat answer: a probing follower may be probed again; a lost snapshot is resent;
+    /// a full pipeline frees one slot (its appends may have been lost: the next one sent will
+    /// be rejected and start a probe).
+    pub(crate) fn heard(&mut self, max_msgs: usize, max_bytes: usize) {
         self.recent_active = true;
         self.probe_sent = false;
-        if let SendState::Snapshot { .. } = self.state {
-            self.back_off(self.match_end);
+        match self.state {
+            SendState::Snapshot { .. } => self.back_off(self.match_end),
+            SendState::Replicate if self.is_paused(max_msgs, max_bytes) => {
+                if let Some((_, bytes)) = self.inflight.pop_front() {
+                    self.inflight_bytes -= bytes;
+                }
+            }
+            _ => {}
         }
     }
 

@@ -198,11 +198,22 @@ impl<L: Log> Raft<L> {
                 if pr.is_stale_reject(rejected_prev_end) {
                     return Ok(());
                 }
-                let (next, _) = find_conflict_by_term(&self.log, hint_end, hint_term)?;
+                // Below our log start, or no entry of a term the follower could share at
+                // our start: only a snapshot can catch it up.
+                let (next, term) = if hint_end < self.log.start() {
+                    (hint_end, hint_term)
+                } else {
+                    find_conflict_by_term(&self.log, hint_end, hint_term)?
+                };
+                let snapshot = hint_end < self.log.start() || term > hint_term;
                 if let Some(pr) = self.lead.as_mut().and_then(|l| l.progress.get_mut(&from)) {
                     pr.back_off(next);
                 }
-                self.send_append(from, true)?;
+                if snapshot {
+                    self.send_snapshot(from)?;
+                } else {
+                    self.send_append(from, true)?;
+                }
             }
         }
         Ok(())
@@ -273,7 +284,7 @@ impl<L: Log> Raft<L> {
         let Some(pr) = self.lead.as_mut().and_then(|l| l.progress.get_mut(&from)) else {
             return Ok(());
         };
-        pr.heard();
+        pr.heard(self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes);
         if let Some(at) = resp.repair_from {
             pr.back_off(at.min(log_end));
         }

@@ -69,7 +69,12 @@ impl<L: Log> Raft<L> {
             })?;
             self.persist.on_truncate(end);
             self.commit_end = end;
-            self.snapshot_out = Some(end);
+            // A replica that cut its log (corruption) may have applied past the snapshot:
+            // its state machine must not go back.
+            if end > self.handed_out_end {
+                self.snapshot_out = Some(end);
+                self.handed_out_end = end;
+            }
         } else if end > self.commit_end {
             self.commit_end = end;
         }
