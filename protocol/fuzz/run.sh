@@ -5,6 +5,8 @@
 #   protocol/fuzz/run.sh 30            # CI smoke
 #   protocol/fuzz/run.sh 3600          # long profile
 # Exits non-zero if any target finds a crash (the input is left in fuzz/artifacts/<target>/).
+# fuzz/seeds/<target>/ is the checked-in corpus (minimised with `cargo fuzz cmin -s none`);
+# to refresh it after a long run: cmin, then copy fuzz/corpus/<target>/ over it (minus vector-*).
 set -euo pipefail
 
 SECONDS_PER_TARGET="${1:-60}"
