@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use common::*;
 use floe_protocol::batch::BatchHeader;
-use floe_storage::backend::{CrashMode, Directory, FaultDir};
+use floe_storage::backend::{CrashMode, Directory, FaultDir, FileDir};
 use floe_storage::{Error, Log, LogConfig};
 use proptest::prelude::*;
 
@@ -112,16 +112,50 @@ fn check_all(log: &Log, m: &Model) {
     }
 }
 
-fn run(ops: Vec<Op>) {
+/// Where the model runs: the fault backend (real crashes), or real files, where a "crash" is
+/// a process kill (the page cache survives), so nothing may be lost.
+#[derive(Debug)]
+enum Env {
+    Fault(FaultDir),
+    File(FileDir, #[allow(dead_code)] tempfile::TempDir),
+}
+
+impl Env {
+    fn dir(&self) -> Arc<dyn Directory> {
+        match self {
+            Env::Fault(f) => Arc::new(f.clone()),
+            Env::File(f, _) => Arc::new(f.clone()),
+        }
+    }
+
+    fn crash(self, mode: CrashMode) -> Env {
+        match self {
+            Env::Fault(f) => Env::Fault(f.crash(mode)),
+            file => file,
+        }
+    }
+
+    fn list(&self) -> Vec<String> {
+        let mut names = self.dir().list().unwrap();
+        names.sort();
+        names
+    }
+}
+
+fn run(ops: Vec<Op>, real_files: bool) {
     let cfg = config();
-    let mut fault = FaultDir::new();
-    let dir = |f: &FaultDir| -> Arc<dyn Directory> { Arc::new(f.clone()) };
+    let mut fault = if real_files {
+        let tmp = tempfile::tempdir().unwrap();
+        Env::File(FileDir::open(tmp.path()).unwrap(), tmp)
+    } else {
+        Env::Fault(FaultDir::new())
+    };
+    let dir = |f: &Env| f.dir();
     let mut log = open(&dir(&fault), &cfg);
     let mut m = Model::default();
     for op in ops {
         if std::env::var("MODEL_DEBUG").is_ok() {
-            let mut names = fault.list().unwrap();
-            names.sort();
+            let names = fault.list();
             eprintln!(
                 "state: start {} end {} durable {} files {:?}\nop {:?}",
                 log.log_start(),
@@ -206,12 +240,12 @@ fn run(ops: Vec<Op>) {
                 } else {
                     CrashMode::Torn { seed }
                 };
+                let exact = matches!(fault, Env::File(..));
                 fault = fault.crash(mode);
                 log = open(&dir(&fault), &cfg);
                 let report = log.recovery_report();
                 if std::env::var("MODEL_DEBUG").is_ok() {
-                    let mut names = fault.list().unwrap();
-                    names.sort();
+                    let names = fault.list();
                     eprintln!(
                         "after crash: {report:?} files {names:?} batches {:?}",
                         read_all(&log, log.log_start())
@@ -224,6 +258,7 @@ fn run(ops: Vec<Op>) {
                 let end = log.log_end();
                 assert!(end >= durable, "durable {durable} lost: end {end}");
                 assert!(end <= m.end, "end {end} past model end {}", m.end);
+                assert!(!exact || end == m.end, "a process kill loses nothing");
                 assert!(
                     end == m.start.max(end)
                         && (end == m.end
@@ -246,7 +281,8 @@ fn run(ops: Vec<Op>) {
     // A last power loss, then the log must still be a valid prefix.
     let durable = log.durable_end();
     drop(log);
-    let log = open(&dir(&fault.crash(CrashMode::DropUnsynced)), &cfg);
+    let fault = fault.crash(CrashMode::DropUnsynced);
+    let log = open(&dir(&fault), &cfg);
     assert!(log.log_end() >= durable);
     m.truncate_to(log.log_end());
     check_all(&log, &m);
@@ -258,12 +294,17 @@ fn run(ops: Vec<Op>) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(96),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128),
         ..ProptestConfig::default()
     })]
 
     #[test]
     fn log_matches_model(ops in prop::collection::vec(op(), 1..120)) {
-        run(ops);
+        run(ops, false);
+    }
+
+    #[test]
+    fn log_on_real_files_matches_model(ops in prop::collection::vec(op(), 1..60)) {
+        run(ops, true);
     }
 }
