@@ -755,9 +755,9 @@ fn peer_frames() {
             from: 1,
             to: 2,
             term: 7,
-            prev_log_index: 99,
-            prev_log_term: 6,
-            leader_commit: 99,
+            prev_end: 100,
+            prev_term: 6,
+            commit_end: 100,
             batches: sample_batch(CompressionCodec::Lz4),
         }
         .into(),
@@ -770,10 +770,10 @@ fn peer_frames() {
             to: 1,
             term: 7,
             success: false,
-            match_index: 0,
-            last_log_index: 120,
-            conflict_index: Some(90),
-            conflict_term: Some(5),
+            match_end: 0,
+            rejected_prev_end: 100,
+            hint_end: 90,
+            hint_term: 5,
         }
         .into(),
     );
@@ -784,8 +784,8 @@ fn peer_frames() {
             from: 3,
             to: 1,
             term: 8,
-            last_log_index: 102,
-            last_log_term: 7,
+            last_end: 103,
+            last_term: 7,
             pre_vote: true,
             leadership_transfer: false,
         }
@@ -812,12 +812,14 @@ fn peer_frames() {
                 HeartbeatEntry {
                     group_id: 1,
                     term: 3,
-                    commit: 10,
+                    commit_end: 10,
+                    read_ctx: 0,
                 },
                 HeartbeatEntry {
                     group_id: 42,
                     term: 7,
-                    commit: 102,
+                    commit_end: 103,
+                    read_ctx: 17,
                 },
             ],
         }
@@ -828,11 +830,20 @@ fn peer_frames() {
         CoalescedHeartbeatResponse {
             from: 2,
             to: 1,
-            entries: vec![HeartbeatResponseEntry {
-                group_id: 42,
-                term: 7,
-                last_log_index: 102,
-            }],
+            entries: vec![
+                HeartbeatResponseEntry {
+                    group_id: 42,
+                    term: 7,
+                    read_ctx: 17,
+                    repair_from: None,
+                },
+                HeartbeatResponseEntry {
+                    group_id: 1,
+                    term: 3,
+                    read_ctx: 0,
+                    repair_from: Some(4),
+                },
+            ],
         }
         .into(),
     );
@@ -854,8 +865,12 @@ fn peer_frames() {
             to: 4,
             term: 2,
             kind: SnapshotKind::StateMachine,
-            last_included_index: 500,
-            last_included_term: 2,
+            end: 501,
+            snapshot_term: 2,
+            membership: PeerMembership {
+                voters: vec![1, 2, 3],
+                learners: vec![4],
+            },
             chunk_offset: 0,
             data: Bytes::from_static(b"snapshot-bytes"),
             done: true,
@@ -869,7 +884,7 @@ fn peer_frames() {
             from: 4,
             to: 1,
             term: 2,
-            last_included_index: 500,
+            end: 501,
             next_chunk_offset: 14,
             error: ErrorCode::None,
         }

@@ -5,9 +5,11 @@ use crate::wire::wire_struct;
 use bytes::Bytes;
 
 wire_struct! {
-    /// Log replication for one group. The entries are whole record batches, back to back,
-    /// stamped with their base offsets and terms; an entry covers `[base_offset, last_offset]`
-    /// and `prev_log_index` is the last offset before the first batch.
+    /// Log replication for one group. Positions are *ends* (exclusive offsets): the entry
+    /// before the first batch ends at `prev_end`, so the first batch's base offset is
+    /// `prev_end` (0 for an empty log). The batches are whole record batches, back to back,
+    /// stamped with their base offsets and terms; control batches carry Raft no-op and
+    /// configuration entries.
     pub struct AppendEntries {
         /// Raft group (partition or controller) id.
         pub group_id: u64,
@@ -17,20 +19,21 @@ wire_struct! {
         pub to: u64,
         /// Leader's term.
         pub term: u64,
-        /// Index (offset) of the entry just before the first batch.
-        pub prev_log_index: u64,
-        /// Term of that entry.
-        pub prev_log_term: u64,
-        /// Leader's commit index.
-        pub leader_commit: u64,
+        /// End of the entry just before the first batch.
+        pub prev_end: u64,
+        /// Term of that entry (0 when `prev_end` is 0).
+        pub prev_term: u64,
+        /// Leader's commit end (high watermark).
+        pub commit_end: u64,
         /// Batches, back to back (zero copy: slices of the received frame); empty for a probe.
         pub batches: Bytes,
     }
 }
 
 wire_struct! {
-    /// Answer to [`AppendEntries`]. On rejection the conflict hints let the leader skip back
-    /// a whole term at a time.
+    /// Answer to [`AppendEntries`] (and to a completed snapshot). On success only `match_end`
+    /// is meaningful; on rejection the other three, which let the leader skip back a whole
+    /// term at a time.
     pub struct AppendEntriesResponse {
         /// Raft group id.
         pub group_id: u64,
@@ -42,19 +45,20 @@ wire_struct! {
         pub term: u64,
         /// Whether the entries were accepted.
         pub success: bool,
-        /// On success: the last index now matching the leader's log.
-        pub match_index: u64,
-        /// On rejection: the responder's last log index.
-        pub last_log_index: u64,
-        /// On rejection: first index of the conflicting term in the responder's log.
-        pub conflict_index: Option<u64>,
-        /// On rejection: the conflicting term.
-        pub conflict_term: Option<u64>,
+        /// On success: end of the responder's durable prefix matching the leader's log.
+        pub match_end: u64,
+        /// On rejection: the `prev_end` that did not match.
+        pub rejected_prev_end: u64,
+        /// On rejection: the largest entry boundary at or before `rejected_prev_end` where the
+        /// responder's term is at most the leader's `prev_term`.
+        pub hint_end: u64,
+        /// On rejection: the responder's term at `hint_end`.
+        pub hint_term: u64,
     }
 }
 
 wire_struct! {
-    /// A pre-vote (`pre_vote = true`, term not incremented on the candidate) or vote request.
+    /// A pre-vote (`pre_vote = true`: nobody's term or vote changes) or vote request.
     pub struct VoteRequest {
         /// Raft group id.
         pub group_id: u64,
@@ -64,10 +68,10 @@ wire_struct! {
         pub to: u64,
         /// The term being campaigned for.
         pub term: u64,
-        /// Candidate's last log index.
-        pub last_log_index: u64,
-        /// Candidate's last log term.
-        pub last_log_term: u64,
+        /// End of the candidate's log.
+        pub last_end: u64,
+        /// Term of the candidate's last entry.
+        pub last_term: u64,
         /// Pre-vote phase.
         pub pre_vote: bool,
         /// Sent because of a leadership transfer (voters ignore their leader lease).
@@ -100,8 +104,10 @@ wire_struct! {
         pub group_id: u64,
         /// Leader's term.
         pub term: u64,
-        /// Leader's commit index, capped at what the follower is known to hold.
-        pub commit: u64,
+        /// Leader's commit end, capped at what the follower is known to hold.
+        pub commit_end: u64,
+        /// ReadIndex round this heartbeat confirms (0: none); echoed in the response.
+        pub read_ctx: u64,
     }
 }
 
@@ -125,8 +131,10 @@ wire_struct! {
         pub group_id: u64,
         /// Follower's term (higher than the leader's means: step down).
         pub term: u64,
-        /// Follower's last log index.
-        pub last_log_index: u64,
+        /// Echo of the heartbeat's `read_ctx`.
+        pub read_ctx: u64,
+        /// Set by a replica that lost a range to corruption: resend from this offset.
+        pub repair_from: Option<u64>,
     }
 }
 
@@ -162,8 +170,8 @@ pub enum SnapshotKind {
     /// 0: a state-machine snapshot (the controller, user state machines).
     #[default]
     StateMachine = 0,
-    /// 1: partition-log catch-up: the follower discards its log and restarts it at
-    /// `last_included_index + 1` (the leader's log start); `data` is empty.
+    /// 1: partition-log catch-up: the follower discards its log and restarts it at `end`
+    /// (the leader's log start); `data` is empty.
     LogStart = 1,
 }
 
@@ -197,8 +205,18 @@ impl crate::wire::testing::Arb for SnapshotKind {
 }
 
 wire_struct! {
+    /// Raft group membership (voters and learners, node ids).
+    pub struct PeerMembership {
+        /// Voting members.
+        pub voters: Vec<u64>,
+        /// Non-voting members.
+        pub learners: Vec<u64>,
+    }
+}
+
+wire_struct! {
     /// One chunk of a snapshot (or a log-start catch-up notice). Chunks are sent in order;
-    /// `chunk_offset` is the byte position of `data` in the snapshot.
+    /// `chunk_offset` is the byte position of `data` in the snapshot's state bytes.
     pub struct InstallSnapshot {
         /// Raft group id.
         pub group_id: u64,
@@ -210,13 +228,15 @@ wire_struct! {
         pub term: u64,
         /// What is being installed.
         pub kind: SnapshotKind,
-        /// Last log index the snapshot covers.
-        pub last_included_index: u64,
-        /// Term of that index.
-        pub last_included_term: u64,
+        /// The snapshot covers every offset before `end`; the follower's log restarts at `end`.
+        pub end: u64,
+        /// Term of the entry ending at `end` (0 if `end` is 0).
+        pub snapshot_term: u64,
+        /// Membership as of `end`.
+        pub membership: PeerMembership,
         /// Byte offset of `data` within the snapshot.
         pub chunk_offset: u64,
-        /// Snapshot bytes.
+        /// Snapshot bytes (empty for `LogStart`).
         pub data: Bytes,
         /// Last chunk.
         pub done: bool,
@@ -224,7 +244,8 @@ wire_struct! {
 }
 
 wire_struct! {
-    /// Answer to a snapshot chunk.
+    /// Transfer-level answer to a snapshot chunk (the Raft-level answer to a completed
+    /// snapshot is an [`AppendEntriesResponse`]).
     pub struct InstallSnapshotResponse {
         /// Raft group id.
         pub group_id: u64,
@@ -234,8 +255,8 @@ wire_struct! {
         pub to: u64,
         /// Follower's term.
         pub term: u64,
-        /// Snapshot this answers.
-        pub last_included_index: u64,
+        /// `end` of the snapshot this answers.
+        pub end: u64,
         /// Next byte offset the follower expects (resend from here on a gap).
         pub next_chunk_offset: u64,
         /// Error (`StorageError`, `StaleEpoch`, ...), `None` on success.
