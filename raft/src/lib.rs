@@ -20,6 +20,7 @@ pub mod membership;
 pub mod message;
 pub mod rng;
 pub mod sim;
+pub mod state_machine;
 pub mod types;
 
 pub use config::Config;
@@ -29,4 +30,5 @@ pub use error::{ChangeError, CompactError, ProposeError, RaftError, ReadError, T
 pub use log::{Log, LogError, MemLog, Snapshot, SnapshotMeta};
 pub use membership::{ConfChange, ConfChangeError, Membership};
 pub use message::Message;
+pub use state_machine::{Applier, StateMachine};
 pub use types::{NodeId, Offset, Term};

@@ -25,6 +25,8 @@ pub(crate) struct Progress {
     inflight_bytes: usize,
     probe_sent: bool,
     pub(crate) recent_active: bool,
+    /// The highest commit end this follower was told about (and can use).
+    pub(crate) commit_sent: Offset,
 }
 
 impl Progress {
@@ -37,6 +39,7 @@ impl Progress {
             inflight_bytes: 0,
             probe_sent: false,
             recent_active: true,
+            commit_sent: Offset(0),
         }
     }
 

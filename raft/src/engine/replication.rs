@@ -66,8 +66,10 @@ impl<L: Log> Raft<L> {
         }
         let end = entries.last().map_or(next, Entry::end);
         let bytes = entries.iter().map(Entry::size_bytes).sum();
+        let commit_end = self.commit_end;
         if let Some(pr) = self.lead.as_mut().and_then(|l| l.progress.get_mut(&to)) {
             pr.sent(end, bytes);
+            pr.commit_sent = pr.commit_sent.max(commit_end.min(end));
         }
         let carried = !entries.is_empty();
         let body = Body::Append(Append {
@@ -189,6 +191,7 @@ impl<L: Log> Raft<L> {
                     self.on_follower_progress(from);
                 }
                 while self.send_append(from, false)? {}
+                self.maybe_send_commit(from);
             }
             AppendResponse::Reject {
                 rejected_prev_end,
@@ -241,23 +244,46 @@ impl<L: Log> Raft<L> {
     }
 
     pub(super) fn broadcast_heartbeat(&mut self) {
-        let Some(lead) = self.lead.as_ref() else {
+        let peers: Vec<NodeId> = self
+            .lead
+            .as_ref()
+            .map(|l| l.progress.keys().copied().collect())
+            .unwrap_or_default();
+        for to in peers {
+            self.send_heartbeat(to);
+        }
+    }
+
+    fn send_heartbeat(&mut self, to: NodeId) {
+        let commit = self.commit_end;
+        let Some(lead) = self.lead.as_mut() else {
             return;
         };
         let read_ctx = lead.reads.latest_seq();
-        let beats: Vec<(NodeId, Offset)> = lead
-            .progress
-            .iter()
-            .map(|(id, p)| (*id, self.commit_end.min(p.match_end)))
-            .collect();
-        for (to, commit_end) in beats {
-            self.send_now(
-                to,
-                Body::Heartbeat(Heartbeat {
-                    commit_end,
-                    read_ctx,
-                }),
-            );
+        let Some(pr) = lead.progress.get_mut(&to) else {
+            return;
+        };
+        let commit_end = commit.min(pr.match_end);
+        pr.commit_sent = pr.commit_sent.max(commit_end);
+        self.send_now(
+            to,
+            Body::Heartbeat(Heartbeat {
+                commit_end,
+                read_ctx,
+            }),
+        );
+    }
+
+    /// Tells a follower about a commit end it can use but has not heard of yet.
+    fn maybe_send_commit(&mut self, to: NodeId) {
+        let commit = self.commit_end;
+        let behind = self
+            .lead
+            .as_ref()
+            .and_then(|l| l.progress.get(&to))
+            .is_some_and(|p| commit.min(p.match_end) > p.commit_sent);
+        if behind {
+            self.send_heartbeat(to);
         }
     }
 
