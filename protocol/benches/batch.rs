@@ -2,6 +2,8 @@
 //! bytes so the validate/CRC ratio is measured in one run.
 //!
 //! `cargo bench -p floe-protocol --bench batch -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Throughput is per uncompressed batch byte (about 1 MiB) for every bench, lz4 ones included.
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -12,19 +14,19 @@ const RECORD_LEN: usize = 1000;
 const BATCH_TARGET: usize = 1 << 20;
 
 fn values() -> Vec<Vec<u8>> {
-    // Half pseudo-random, half repetitive: about 2:1 for lz4, different per record.
+    // A quarter pseudo-random, the rest repetitive text: lz4 gets roughly 3:1.
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..BATCH_TARGET / RECORD_LEN)
         .map(|_| {
             (0..RECORD_LEN)
                 .map(|j| {
-                    if j % 2 == 0 {
+                    if j < RECORD_LEN / 4 {
                         state ^= state << 13;
                         state ^= state >> 7;
                         state ^= state << 17;
                         state as u8
                     } else {
-                        b'a' + (j % 16) as u8
+                        b'a' + (j % 26) as u8
                     }
                 })
                 .collect()
