@@ -384,6 +384,67 @@ macro_rules! protocol_frames {
 }
 pub(crate) use protocol_frames;
 
+/// Reassembles frames from the chunks a stream delivers (sans-IO: the caller reads the stream
+/// and pushes what it got). Rejects an oversized frame from its length prefix, before
+/// buffering its body.
+///
+/// ```
+/// use floe_protocol::frame::FrameAssembler;
+/// use floe_protocol::client::{Request, HeartbeatRequest};
+/// use floe_protocol::FrameLimits;
+///
+/// let mut wire = Vec::new();
+/// Request::from(HeartbeatRequest::default()).encode_frame(1, &mut wire);
+/// let mut asm = FrameAssembler::new(FrameLimits::default());
+/// asm.push(&wire[..5]);
+/// assert_eq!(asm.next_frame().unwrap(), None); // not complete yet
+/// asm.push(&wire[5..]);
+/// assert_eq!(asm.next_frame().unwrap().unwrap(), wire);
+/// ```
+#[derive(Debug)]
+pub struct FrameAssembler {
+    buf: bytes::BytesMut,
+    limits: FrameLimits,
+}
+
+impl FrameAssembler {
+    /// An empty assembler.
+    pub fn new(limits: FrameLimits) -> Self {
+        FrameAssembler {
+            buf: bytes::BytesMut::new(),
+            limits,
+        }
+    }
+
+    /// Appends bytes read from the stream.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// Bytes buffered and not yet returned.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// How many more bytes are needed before [`next_frame`](Self::next_frame) can return a
+    /// frame (at least 1 when none is complete; 0 when one is ready).
+    pub fn needed(&self) -> Result<usize, DecodeError> {
+        Ok(match frame_len(&self.buf, self.limits)? {
+            None => 4 - self.buf.len(),
+            Some(total) => total.saturating_sub(self.buf.len()),
+        })
+    }
+
+    /// The next complete frame, if the buffer holds one. After an error the stream is
+    /// unusable (framing is lost): close it.
+    pub fn next_frame(&mut self) -> Result<Option<Bytes>, DecodeError> {
+        match frame_len(&self.buf, self.limits)? {
+            Some(total) if self.buf.len() >= total => Ok(Some(self.buf.split_to(total).freeze())),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// Writes a response frame that carries only a frame-level `error` (for a request that could
 /// not be decoded or is not supported). `api_key`, `api_version` and `correlation_id` echo
 /// the request's envelope.
@@ -402,4 +463,60 @@ pub fn encode_error_frame<S: Sink + ?Sized>(
         correlation_id,
     }
     .encode(0, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn assembler_reassembles_any_split(
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..5),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut wire = Vec::new();
+            let mut frames = Vec::new();
+            for (i, body) in bodies.iter().enumerate() {
+                let start = wire.len();
+                let header = FrameHeader {
+                    api_key: 1,
+                    api_version: 1,
+                    kind: FrameKind::Request,
+                    error: ErrorCode::None,
+                    correlation_id: i as u32,
+                };
+                header.encode(body.len(), &mut wire);
+                wire.extend_from_slice(body);
+                frames.push(wire[start..].to_vec());
+            }
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+            points.push(0);
+            points.push(wire.len());
+            points.sort_unstable();
+            let mut asm = FrameAssembler::new(FrameLimits::default());
+            let mut got = Vec::new();
+            for w in points.windows(2) {
+                asm.push(&wire[w[0]..w[1]]);
+                while let Some(f) = asm.next_frame().unwrap() {
+                    got.push(f.to_vec());
+                }
+            }
+            prop_assert_eq!(got, frames);
+            prop_assert_eq!(asm.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn assembler_rejects_oversized_prefix_early() {
+        let mut asm = FrameAssembler::new(FrameLimits { max_frame_len: 100 });
+        asm.push(&1000u32.to_le_bytes());
+        assert!(asm.next_frame().is_err());
+        assert!(asm.needed().is_err());
+        let mut asm = FrameAssembler::new(FrameLimits::default());
+        assert_eq!(asm.needed(), Ok(4));
+        asm.push(&20u32.to_le_bytes());
+        assert_eq!(asm.needed(), Ok(20));
+    }
 }
