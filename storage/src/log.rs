@@ -615,10 +615,17 @@ impl Log {
             }
             self.dir_synced_epoch = self.dir_epoch;
         }
+        let now_ms = removed.first().map_or(0, |s| s.created_ms);
         drop(removed); // readers keep their mappings alive through their `Bytes`
         self.generation += 1;
         self.durable_end = self.durable_end.min(offset);
         if cut_whole {
+            // Start the next segment at the cut (see step 3 below), durably.
+            self.ensure_active(0, now_ms)?;
+            if let Err(e) = self.dir.sync() {
+                return Err(self.fail(IoOp::SyncDir, &e));
+            }
+            self.dir_synced_epoch = self.dir_epoch;
             return Ok(());
         }
         // 2. Seal the cut segment at the cut.
@@ -755,8 +762,9 @@ impl Log {
                         pos += u64::from(h.batch_len);
                         off = h.next_offset();
                     }
-                    Step::End | Step::Bad { header: None, .. } => {
-                        let kind = match seg.check_at(pos, seg.data_len, off, term)? {
+                    other => {
+                        // An unskippable header, or zeros/EOF before the data end.
+                        let kind = match other {
                             Step::Bad { kind, .. } => kind,
                             _ => crate::error::CorruptionKind::Missing,
                         };

@@ -246,9 +246,12 @@ impl Open<'_> {
                 }
             }
         }
-        // No mapping exists yet: now it is safe to cut the file to its data, so stale bytes
-        // past the end can never be mistaken for batches later.
-        if file_len > seg.data_len {
+        // No mapping of this log exists yet: now it is safe to cut the last file to its data,
+        // so torn or stale bytes past the end can never be mistaken for batches later. A
+        // trusted sealed segment that is not last keeps its bytes past `data_len` (a cut's
+        // tail): the next segment's base bounds it (S3), and a previous `Log` of this
+        // directory in the same process may still have them mapped.
+        if file_len > seg.data_len && (is_last || !trusted) {
             file.set_len(seg.data_len)
                 .map_err(|e| io_err(IoOp::SetLen, &name, e))?;
             if is_last && !seg.sealed && self.config.preallocate {

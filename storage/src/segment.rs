@@ -353,7 +353,8 @@ impl Segment {
         Ok(Some((bytes, first.base_offset, off)))
     }
 
-    /// First batch (at or after the one containing offset `from`) whose `max_timestamp >= ts`.
+    /// The first batch of the segment whose `max_timestamp >= ts`, found through the time
+    /// column of the index and a short walk.
     pub(crate) fn find_time(&self, ts: i64) -> Result<Option<BatchHeader>> {
         if self.max_timestamp < ts {
             return Ok(None);
@@ -373,7 +374,7 @@ impl Segment {
         };
         while pos < self.data_len {
             if let Some(range) = self.corruption_at(off) {
-                // Step over a damaged range when it can be skipped; else report it.
+                // The damaged batch's timestamp cannot be trusted: report it.
                 return Err(Error::Corruption { range });
             }
             let h = self.header_at(pos, off)?;

@@ -179,24 +179,18 @@ impl LogWriter {
         }
     }
 
-    /// Stops the thread after the queued requests and returns the log.
+    /// Stops the thread after the queued requests (syncing unless the policy is `Never`) and
+    /// returns the log. Fails with [`Error::WriterStopped`] while a [`LogReader`] is alive.
     pub fn shutdown(mut self) -> Result<Log> {
+        let shared = self.shared.clone();
         self.tx = None;
         if let Some(t) = self.thread.take() {
             t.join().map_err(|_| Error::WriterStopped)?;
         }
-        let shared = std::mem::replace(&mut self.shared, Arc::new(RwLock::new(dummy_log()?)));
+        drop(self);
         let lock = Arc::try_unwrap(shared).map_err(|_| Error::WriterStopped)?;
         lock.into_inner().map_err(|_| Error::WriterStopped)
     }
-}
-
-fn dummy_log() -> Result<Log> {
-    Log::open(
-        Arc::new(crate::backend::MemDir::new()),
-        crate::config::LogConfig::default(),
-        crate::config::OpenOptions::default(),
-    )
 }
 
 impl Drop for LogWriter {

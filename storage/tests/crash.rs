@@ -448,3 +448,28 @@ fn writer_group_commits_from_many_threads() {
     let log = writer.shutdown().unwrap();
     assert!(log.failure().is_some());
 }
+
+#[test]
+fn lost_index_of_a_cut_segment_does_not_resurrect_the_cut() {
+    let cfg = small_config();
+    for cut_at_base in [false, true] {
+        let dir = FaultDir::new();
+        let mut log = open(&dyn_dir(&dir), &cfg);
+        fill(&mut log, 30, 150);
+        log.sync().unwrap();
+        // Cut inside segment 0, or exactly at the base of segment 1.
+        let seg1_base = log.read(0, 1 << 30).unwrap().next_offset;
+        let cut = if cut_at_base {
+            seg1_base
+        } else {
+            log.lookup_offset(seg1_base / 2).unwrap()
+        };
+        log.truncate_suffix(cut).unwrap();
+        drop(log);
+        // The index of the segment before the cut is lost (media damage); crash.
+        dir.remove(IDX0).unwrap();
+        dir.sync().unwrap();
+        let log = open(&dyn_dir(&dir.crash(CrashMode::DropUnsynced)), &cfg);
+        assert_eq!(log.log_end(), cut, "cut at base: {cut_at_base}");
+    }
+}
