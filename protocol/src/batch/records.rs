@@ -98,7 +98,7 @@ pub type Header<'a> = (&'a str, &'a [u8]);
 
 /// One record of a batch, borrowed from the batch's records section (zero copy).
 ///
-/// Use [`crate::batch::BatchView::bytes_of`] to turn a borrowed slice into a `Bytes` that
+/// Use [`crate::batch::Records::bytes_of`] to turn a borrowed slice into a `Bytes` that
 /// shares the batch's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {
