@@ -37,7 +37,12 @@ impl<L: Log> Raft<L> {
             });
         }
         self.on_follower_progress(to);
-        if self.transfer_target().is_some() {
+        if !self
+            .lead
+            .as_ref()
+            .and_then(|l| l.transfer)
+            .is_some_and(|t| t.sent)
+        {
             // Not caught up yet: push entries (a failed send shows up on the next input).
             let _ = self.send_append(to, true);
         }
