@@ -473,3 +473,102 @@ fn lost_index_of_a_cut_segment_does_not_resurrect_the_cut() {
         assert_eq!(log.log_end(), cut, "cut at base: {cut_at_base}");
     }
 }
+
+#[test]
+fn disk_full_while_sealing_a_segment_is_retryable() {
+    let cfg = small_config();
+    let dir = FaultDir::new();
+    let mut log = open(&dyn_dir(&dir), &cfg);
+    // Fill the first segment almost to its 4096 bytes.
+    let stored = fill(&mut log, 11, 300); // 11 x 365 bytes
+    assert_eq!(log.segment_count(), 1);
+    let durable = log.sync().unwrap();
+    // The next append must roll; the sealed index cannot be written.
+    dir.set_space_limit(Some(10));
+    let err = log.append(&mut batch(50, 1, 300, 0), 1, 0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NoSpace {
+                op: IoOp::WriteMeta,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(log.log_end(), durable);
+    assert!(log.failure().is_none());
+    dir.set_space_limit(None);
+    let mut b = batch(50, 1, 300, 0);
+    log.append(&mut b, 1, 0).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    log.sync().unwrap();
+    drop(log);
+    let log = open(&dyn_dir(&dir.crash(CrashMode::DropUnsynced)), &cfg);
+    let got = read_all(&log, 0);
+    assert_eq!(got.len(), stored.len() + 1);
+    assert_eq!(got.last().unwrap().1, b);
+    assert!(log.recovery_report().rebuilt_indexes.is_empty());
+}
+
+#[test]
+fn fsync_policies_sync_when_they_say() {
+    let base = small_config();
+    let mk = |fsync| LogConfig {
+        fsync,
+        segment_bytes: 1 << 20,
+        ..base.clone()
+    };
+    // Interval: only when due by the caller's clock.
+    let dir = FaultDir::new();
+    let mut log = Log::open(
+        dyn_dir(&dir),
+        mk(floe_storage::FsyncPolicy::Interval { ms: 100 }),
+        OpenOptions {
+            now_ms: 1_000,
+            durable_floor: None,
+        },
+    )
+    .unwrap();
+    fill(&mut log, 2, 10);
+    assert_eq!(log.maybe_sync(1_050).unwrap(), 0);
+    assert_eq!(log.maybe_sync(1_100).unwrap(), log.log_end());
+    let syncs = dir.sync_count();
+    assert_eq!(
+        log.maybe_sync(1_300).unwrap(),
+        log.log_end(),
+        "clean: no sync"
+    );
+    assert_eq!(dir.sync_count(), syncs);
+    // Never: maybe_sync does nothing; a roll still makes the sealed segment durable.
+    let dir = FaultDir::new();
+    let mut log = Log::open(
+        dyn_dir(&dir),
+        mk(floe_storage::FsyncPolicy::Never),
+        OpenOptions::default(),
+    )
+    .unwrap();
+    fill(&mut log, 2, 10);
+    assert_eq!(log.maybe_sync(u64::MAX).unwrap(), 0);
+    assert_eq!(dir.sync_count(), 0);
+    log.roll().unwrap();
+    assert_eq!(log.durable_end(), log.log_end());
+    // Always: whenever dirty.
+    let dir = FaultDir::new();
+    let mut log = Log::open(
+        dyn_dir(&dir),
+        mk(floe_storage::FsyncPolicy::Always),
+        OpenOptions::default(),
+    )
+    .unwrap();
+    fill(&mut log, 2, 10);
+    assert_eq!(log.maybe_sync(0).unwrap(), log.log_end());
+}
+
+#[test]
+fn log_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Log>();
+    check::<floe_storage::LogReader>();
+    check::<LogWriter>();
+}
