@@ -251,9 +251,7 @@ impl Log {
             if seg.next_offset <= self.log_start {
                 continue;
             }
-            if let Some(h) = seg.find_time(ts)?
-                && h.next_offset() > self.log_start
-            {
+            if let Some(h) = seg.find_time(ts, self.log_start)? {
                 return Ok(Some(h));
             }
         }

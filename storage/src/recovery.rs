@@ -191,12 +191,11 @@ impl Open<'_> {
         }
     }
 
-    fn read_index(&self, base: u64, file_len: u64) -> Option<IndexFile> {
+    fn read_index(&self, base: u64) -> Option<IndexFile> {
         let name = index_name(base);
         let file = self.dir.open(&name).ok()?;
         let buf = read_all(&*file).ok()?;
-        let ix = IndexFile::decode(&buf, base, &name).ok()?;
-        (ix.data_len <= file_len).then_some(ix)
+        IndexFile::decode(&buf, base, &name).ok()
     }
 
     /// Loads one segment. `bound` is the next segment's base (`None` for the last segment).
@@ -208,7 +207,15 @@ impl Open<'_> {
             .map_err(|e| io_err(IoOp::Open, &name, e))?;
         let file_len = file.len().map_err(|e| io_err(IoOp::Read, &name, e))?;
         let had_index = self.dir.open(&index_name(base)).is_ok();
-        let index = self.read_index(base, file_len);
+        let mut index = self.read_index(base);
+        // A valid index describing more data than the file holds: the file lost durable
+        // data. Rebuild by scanning, and treat what the index promised as durable, so the
+        // loss is reported instead of passing for a torn tail.
+        let mut promised = 0;
+        if let Some(ix) = index.as_ref().filter(|ix| ix.data_len > file_len) {
+            promised = ix.next_offset;
+            index = None;
+        }
         let trusted = index
             .as_ref()
             .is_some_and(|ix| ix.sealed && bound.is_none_or(|b| ix.next_offset == b));
@@ -227,7 +234,7 @@ impl Open<'_> {
         let is_last = bound.is_none();
         if !trusted {
             seg.sealed = false;
-            let clean = self.scan(&mut seg, file_len, bound, interval)?;
+            let clean = self.scan(&mut seg, file_len, bound, interval, promised)?;
             if let Some(b) = bound {
                 if seg.next_offset < b {
                     let at = seg.data_len;
@@ -271,8 +278,9 @@ impl Open<'_> {
         file_len: u64,
         bound: Option<u64>,
         interval: u64,
+        promised: u64,
     ) -> Result<bool> {
-        let floor = self.opts.durable_floor.unwrap_or(0);
+        let floor = self.opts.durable_floor.unwrap_or(0).max(promised);
         let start_pos = seg.data_len;
         let mut clean = true;
         loop {

@@ -355,12 +355,12 @@ impl Segment {
 
     /// The first batch of the segment whose `max_timestamp >= ts`, found through the time
     /// column of the index and a short walk.
-    pub(crate) fn find_time(&self, ts: i64) -> Result<Option<BatchHeader>> {
+    pub(crate) fn find_time(&self, ts: i64, from: u64) -> Result<Option<BatchHeader>> {
         if self.max_timestamp < ts {
             return Ok(None);
         }
         // Entries' max_ts_before is non-decreasing: start at the last entry all of whose
-        // predecessors are older than `ts`.
+        // predecessors are older than `ts`...
         let i = self.entries.partition_point(|e| e.max_ts_before < ts);
         let (mut pos, mut off) = match i {
             0 => (0, self.base),
@@ -372,6 +372,13 @@ impl Segment {
                 )
             }
         };
+        // ...or at the batch containing `from` (the log start), whichever comes later.
+        if from > off && from < self.next_offset {
+            let (p, h) = self.locate(from)?;
+            if p > pos {
+                (pos, off) = (p, h.base_offset);
+            }
+        }
         while pos < self.data_len {
             if let Some(range) = self.corruption_at(off) {
                 // The damaged batch's timestamp cannot be trusted: report it.

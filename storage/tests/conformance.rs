@@ -193,10 +193,19 @@ fn roll_by_age_and_time_lookup(env: Env) {
     }
     log.sync().unwrap();
     drop(log);
-    let log = open(&env.dir, &cfg);
+    let mut log = open(&env.dir, &cfg);
     assert_eq!(
         log.lookup_time(10_150).unwrap().map(|h| h.base_offset),
         Some(30)
+    );
+    // Nothing below the log start is found, though older batches remain on disk.
+    log.truncate_prefix(31).unwrap();
+    assert_eq!(log.lookup_time(0).unwrap().map(|h| h.base_offset), Some(30));
+    log.truncate_prefix(33).unwrap();
+    assert_eq!(log.lookup_time(0).unwrap().map(|h| h.base_offset), Some(32));
+    assert_eq!(
+        log.lookup_time(10_170).unwrap().map(|h| h.base_offset),
+        Some(34)
     );
 }
 

@@ -572,3 +572,31 @@ fn log_is_send_and_sync() {
     check::<floe_storage::LogReader>();
     check::<LogWriter>();
 }
+
+#[test]
+fn segment_shorter_than_its_checkpoint_reports_lost_durable_data() {
+    let cfg = LogConfig {
+        segment_bytes: 1 << 20,
+        checkpoint_interval_bytes: 256,
+        ..small_config()
+    };
+    let dir = FaultDir::new();
+    let mut log = open(&dyn_dir(&dir), &cfg);
+    let stored = fill(&mut log, 10, 100);
+    let end = log.sync().unwrap();
+    drop(log);
+    // The file loses its last 3 batches (and the preallocated tail), durably.
+    let keep: usize = stored[..7].iter().map(Vec::len).sum();
+    let f = dir.open(SEG0).unwrap();
+    f.set_len(keep as u64).unwrap();
+    f.sync().unwrap();
+    let log = open(&dyn_dir(&dir), &cfg);
+    let kept_end = log.log_end();
+    assert!(kept_end < end);
+    let c = &log.recovery_report().corruption;
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(
+        (c[0].start, c[0].end, c[0].kind),
+        (kept_end, end, CorruptionKind::Missing)
+    );
+}
