@@ -35,6 +35,32 @@
 //! assert_eq!(log.log_end(), 4);
 //! # Ok::<(), floe_storage::Error>(())
 //! ```
+//!
+//! # Group commit
+//!
+//! Appends only write to the page cache; durability comes from one sync for many appends.
+//! Answer producers (or acknowledge to the Raft leader) only for offsets below the durable end
+//! that the sync returns. To keep readers running during the fsync, split it in three:
+//!
+//! ```
+//! use std::sync::{Arc, RwLock};
+//! use floe_storage::{Log, LogConfig, OpenOptions, backend::MemDir};
+//! let log = Log::open(Arc::new(MemDir::new()), LogConfig::default(), OpenOptions::default())?;
+//! let log = RwLock::new(log);
+//! let ticket = {
+//!     let mut w = log.write().unwrap();
+//!     for _ in 0..100 {
+//!         w.append(&mut floe_storage::testing::batch(1, b"r", 0), 1, 0)?;
+//!     }
+//!     w.begin_sync()? // captures the file handle and the target end
+//! };
+//! let outcome = ticket.run(); // the fsync, with no lock held: readers proceed
+//! let durable = log.write().unwrap().complete_sync(ticket, outcome)?;
+//! assert_eq!(durable, 100);
+//! # Ok::<(), floe_storage::Error>(())
+//! ```
+//!
+//! [`LogWriter`] packages exactly this on a thread of its own.
 #![warn(missing_docs)]
 
 pub mod backend;

@@ -343,7 +343,7 @@ impl Log {
             !s.sealed
                 && !s.is_empty()
                 && (s.data_len + len > self.config.segment_bytes
-                    || !s.offset_fits(h.next_offset())
+                    || !s.offset_fits(h.base_offset)
                     || self
                         .config
                         .segment_ms
@@ -624,6 +624,8 @@ impl Log {
                 return Err(self.fail(IoOp::SyncDir, &e));
             }
             self.dir_synced_epoch = self.dir_epoch;
+            // Everything below the cut lies in sealed (durable) segments.
+            self.durable_end = offset;
             return Ok(());
         }
         // 2. Seal the cut segment at the cut.

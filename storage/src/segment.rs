@@ -135,9 +135,9 @@ impl Segment {
         self.last_term = self.last_term.max(h.term);
     }
 
-    /// Whether a batch ending at `next_offset` still fits the `u32` relative offsets.
-    pub(crate) fn offset_fits(&self, next_offset: u64) -> bool {
-        next_offset - self.base <= u64::from(u32::MAX)
+    /// Whether a batch starting at `base_offset` can be indexed (relative offsets are `u32`).
+    pub(crate) fn offset_fits(&self, base_offset: u64) -> bool {
+        base_offset - self.base <= u64::from(u32::MAX)
     }
 
     /// Checks the batch at `pos`, expected to start at `expected` offset, without reading past
@@ -168,7 +168,7 @@ impl Segment {
         if h.validate(MAX_BATCH_LEN).is_err() || u64::from(h.batch_len) > avail {
             return bad(CorruptionKind::BadHeader);
         }
-        if h.base_offset != expected || !self.offset_fits(h.next_offset()) {
+        if h.base_offset != expected || !self.offset_fits(h.base_offset) {
             return bad(CorruptionKind::OffsetMismatch);
         }
         let batch = self
