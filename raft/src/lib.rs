@@ -15,6 +15,7 @@ pub mod config;
 pub mod engine;
 pub mod entry;
 pub mod error;
+pub mod host;
 pub mod log;
 pub mod membership;
 pub mod message;

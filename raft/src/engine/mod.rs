@@ -19,6 +19,7 @@ mod members;
 mod membership_change;
 mod persist;
 mod progress;
+mod quiesce;
 mod read_index;
 mod replication;
 mod snapshot;

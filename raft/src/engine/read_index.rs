@@ -37,6 +37,10 @@ impl ReadQueue {
     pub(crate) fn latest_seq(&self) -> u64 {
         self.seq
     }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.waiting.is_empty()
+    }
 }
 
 impl<L: Log> Raft<L> {

@@ -1,0 +1,173 @@
+//! The multi-raft host: coalesced heartbeats, quiescence, waking on proposals and failures.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use floe_raft::host::{GroupId, Host, HostConfig, Transmit};
+use floe_raft::{Config, HardState, MemLog, Membership, NodeId, Raft, Role};
+
+const GROUPS: u64 = 40;
+
+struct Cluster {
+    hosts: Vec<Host<MemLog>>,
+    down: BTreeSet<usize>,
+    transmits: usize,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let ids = [NodeId(1), NodeId(2), NodeId(3)];
+        let mut hosts = Vec::new();
+        for id in ids {
+            let cfg = HostConfig {
+                node: id,
+                heartbeat_ticks: 1,
+                peer_timeout_ticks: 10,
+            };
+            let mut host = Host::new(cfg);
+            for g in 0..GROUPS {
+                let mut c = Config::new(id);
+                c.seed = g * 7 + id.0;
+                let raft = Raft::new(
+                    c,
+                    MemLog::new(),
+                    HardState::default(),
+                    Membership::new(ids, []),
+                )
+                .unwrap();
+                host.add_group(GroupId(g), raft);
+            }
+            hosts.push(host);
+        }
+        Cluster {
+            hosts,
+            down: BTreeSet::new(),
+            transmits: 0,
+        }
+    }
+
+    fn pump(&mut self) {
+        loop {
+            let mut wire: Vec<Transmit> = Vec::new();
+            for (i, h) in self.hosts.iter_mut().enumerate() {
+                while let Some((g, p)) = h.poll_persist() {
+                    h.group_mut(g).unwrap().log_mut().sync();
+                    h.handle_persisted(g, p.id).unwrap();
+                }
+                while let Some(g) = h.poll_ready() {
+                    let r = h.group_mut(g).unwrap();
+                    while !r.poll_committed(1 << 20).unwrap().is_empty() {}
+                    let c = r.commit_end();
+                    r.handle_applied(c);
+                }
+                while let Some(t) = h.poll_transmit() {
+                    if !self.down.contains(&i) {
+                        wire.push(t);
+                    }
+                }
+            }
+            if wire.is_empty() {
+                return;
+            }
+            for t in wire {
+                let to = t.to.0 as usize - 1;
+                self.transmits += 1;
+                if !self.down.contains(&to) {
+                    self.hosts[to].handle_transmit(t).unwrap();
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        for (i, h) in self.hosts.iter_mut().enumerate() {
+            if !self.down.contains(&i) {
+                h.handle_tick().unwrap();
+            }
+        }
+        self.pump();
+    }
+
+    fn leaders(&self) -> usize {
+        self.hosts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.down.contains(i))
+            .flat_map(|(_, h)| {
+                (0..GROUPS).filter(move |g| h.group(GroupId(*g)).unwrap().role() == Role::Leader)
+            })
+            .count()
+    }
+}
+
+#[test]
+fn idle_groups_quiesce_and_only_node_heartbeats_remain() {
+    let mut c = Cluster::new();
+    for _ in 0..300 {
+        c.tick();
+    }
+    assert_eq!(c.leaders(), GROUPS as usize);
+    assert!(c.hosts.iter().all(|h| h.active_groups() == 0), "all quiet");
+    c.transmits = 0;
+    for _ in 0..10 {
+        c.tick();
+    }
+    assert_eq!(
+        c.transmits,
+        10 * 6,
+        "one node heartbeat per peer pair per tick, whatever the group count"
+    );
+}
+
+#[test]
+fn a_proposal_wakes_its_group_only_and_commits() {
+    let mut c = Cluster::new();
+    for _ in 0..300 {
+        c.tick();
+    }
+    let (h, g) = (0..3)
+        .flat_map(|h| (0..GROUPS).map(move |g| (h, g)))
+        .find(|(h, g)| c.hosts[*h].group(GroupId(*g)).unwrap().role() == Role::Leader)
+        .unwrap();
+    let meta = c.hosts[h]
+        .propose(GroupId(g), Bytes::from_static(b"hello"), 3)
+        .unwrap();
+    c.pump();
+    assert!(
+        c.hosts
+            .iter()
+            .all(|x| x.group(GroupId(g)).unwrap().commit_end() >= meta.end)
+    );
+    assert!(c.hosts[h].active_groups() <= 1);
+    for _ in 0..20 {
+        c.tick();
+    }
+    assert!(
+        c.hosts.iter().all(|x| x.active_groups() == 0),
+        "quiet again"
+    );
+}
+
+#[test]
+fn groups_led_by_a_dead_node_wake_and_elect() {
+    let mut c = Cluster::new();
+    for _ in 0..300 {
+        c.tick();
+    }
+    c.down.insert(1);
+    for _ in 0..200 {
+        c.tick();
+    }
+    let alive_leaders: usize = [0, 2]
+        .iter()
+        .map(|&h| {
+            (0..GROUPS)
+                .filter(|g| c.hosts[h].group(GroupId(*g)).unwrap().role() == Role::Leader)
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        alive_leaders, GROUPS as usize,
+        "every group has a leader on the live nodes"
+    );
+}
