@@ -239,6 +239,11 @@ impl Log {
         Ok(seg.locate(offset)?.1)
     }
 
+    /// Term of the entry (batch) containing `offset`: Raft's `term(index)`.
+    pub fn term_at(&self, offset: u64) -> Result<u64> {
+        Ok(self.batch_header_at(offset)?.term)
+    }
+
     /// Base offset of the batch containing `offset` (index lookup and a short scan).
     pub fn lookup_offset(&self, offset: u64) -> Result<u64> {
         Ok(self.batch_header_at(offset)?.base_offset)
@@ -524,13 +529,29 @@ impl Log {
         Ok(self.durable_end())
     }
 
+    /// Clean shutdown: syncs (whatever the policy) and writes the active segment's index
+    /// checkpoint, so the next open scans nothing. Dropping a `Log` without `close` is a crash
+    /// as far as the disk is concerned (under `Always`, nothing acknowledged is lost).
+    pub fn close(mut self) -> Result<()> {
+        self.sync()?;
+        self.checkpoint(0)
+    }
+
     /// Writes the active segment's index checkpoint if enough became durable since the last.
     fn maybe_checkpoint(&mut self) -> Result<()> {
-        let interval = self.config.checkpoint_interval_bytes;
+        self.checkpoint(self.config.checkpoint_interval_bytes)
+    }
+
+    /// Writes the active segment's index checkpoint if at least `interval` bytes became
+    /// durable since the last one.
+    fn checkpoint(&mut self, interval: u64) -> Result<()> {
         let Some(seg) = self.segments.last().filter(|s| !s.sealed) else {
             return Ok(());
         };
-        if seg.synced_len < seg.checkpointed_len + interval || seg.synced_len != seg.data_len {
+        if seg.synced_len < seg.checkpointed_len + interval
+            || seg.synced_len == seg.checkpointed_len
+            || seg.synced_len != seg.data_len
+        {
             return Ok(());
         }
         let ix = seg
@@ -588,7 +609,18 @@ impl Log {
                 end,
             });
         }
-        let idx = self.segments.partition_point(|s| s.base <= offset) - 1;
+        let out_of_range = Error::OffsetOutOfRange {
+            offset,
+            start: self.log_start,
+            end,
+        };
+        let Some(idx) = self
+            .segments
+            .partition_point(|s| s.base <= offset)
+            .checked_sub(1)
+        else {
+            return Err(out_of_range);
+        };
         let seg = &self.segments[idx];
         let cut_whole = seg.base == offset;
         let cut_pos = if cut_whole { 0 } else { seg.boundary(offset)? };

@@ -350,6 +350,32 @@ fn verify_clean_log(env: Env) {
     assert!(log.corruption().is_empty());
 }
 
+fn clean_close_needs_no_scan(env: Env) {
+    let cfg = LogConfig {
+        checkpoint_interval_bytes: 1 << 30,
+        ..small_config()
+    };
+    let mut log = open(&env.dir, &cfg);
+    for i in 0..30u64 {
+        log.append(&mut batch(i, 1, 100, 0), 1 + i / 10, 0).unwrap();
+    }
+    let end = log.log_end();
+    log.close().unwrap();
+    let log = open(&env.dir, &cfg);
+    assert_eq!(log.log_end(), end);
+    assert_eq!(log.recovery_report().scanned_bytes, 0);
+    assert_eq!(log.term_at(end - 1).unwrap(), 3);
+    assert_eq!(log.term_at(0).unwrap(), 1);
+    // Without close, the active segment (no checkpoint: huge interval) is scanned.
+    let mut log = log;
+    log.append(&mut batch(99, 1, 100, 0), 3, 0).unwrap();
+    log.sync().unwrap();
+    drop(log);
+    let log = open(&env.dir, &cfg);
+    assert!(log.recovery_report().scanned_bytes > 0);
+    assert_eq!(log.log_end(), end + 1);
+}
+
 macro_rules! conformance {
     ($($backend:ident => $env:expr),* $(,)?) => {
         $(
@@ -364,6 +390,7 @@ macro_rules! conformance {
                 #[test] fn retention() { super::retention($env) }
                 #[test] fn hard_state() { super::hard_state($env) }
                 #[test] fn verify_clean_log() { super::verify_clean_log($env) }
+                #[test] fn clean_close_needs_no_scan() { super::clean_close_needs_no_scan($env) }
             }
         )*
     };
