@@ -114,6 +114,7 @@ fn election_pre_votes_then_persists_the_vote_before_asking() {
         term: Term(1),
         vote: Some(N1),
         commit_end: Offset(0),
+        damaged: None,
     };
     assert_eq!(
         persists(&mut r),
@@ -193,6 +194,7 @@ fn a_follower_acknowledges_only_what_is_durable() {
         term: Term(1),
         vote: None,
         commit_end: Offset(1),
+        damaged: None,
     };
     assert_eq!(
         persists(&mut f),
@@ -280,6 +282,7 @@ fn a_granted_vote_is_durable_before_it_is_sent() {
         term: Term(5),
         vote: Some(N1),
         commit_end: Offset(0),
+        damaged: None,
     };
     assert_eq!(persists(&mut f)[0].hard_state, Some(hs));
     assert_eq!(messages(&mut f), vec![]);

@@ -221,6 +221,7 @@ impl Harness {
             term,
             vote: None,
             commit_end: Offset(0),
+            damaged: None,
         };
         self.start(id);
     }

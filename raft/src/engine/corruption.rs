@@ -15,10 +15,24 @@ pub(crate) struct Corruption {
     end: Offset,
 }
 
+impl Corruption {
+    pub(crate) fn position(self) -> (Term, Offset) {
+        (self.last_term, self.end)
+    }
+
+    pub(crate) fn from_position((last_term, end): (Term, Offset)) -> Self {
+        Corruption { last_term, end }
+    }
+}
+
 impl<L: Log> Raft<L> {
     /// The storage found corruption at or after `from`. The log is cut at the entry holding
-    /// `from` (even below the commit end), and the replica stays out of elections until it has
-    /// re-fetched and persisted everything it held.
+    /// `from` (even below the commit end). Until the replica has re-fetched and persisted at
+    /// least what it held, it does not campaign, and it grants votes only to candidates at
+    /// least as up to date as its pre-damage log. The mark is part of the [`HardState`], so it
+    /// survives restarts.
+    ///
+    /// [`HardState`]: crate::HardState
     pub fn report_corruption(&mut self, from: Offset) -> Result<(), RaftError> {
         let at = match self.log.entry_meta(from)? {
             Some(m) => m.first,
@@ -27,6 +41,7 @@ impl<L: Log> Raft<L> {
         };
         let (last_term, end) = self.vote_position();
         self.corrupt = Some(Corruption { last_term, end });
+        self.persist.mark_hard_state();
         if self.role != Role::Follower {
             // A leader cannot serve a log with a hole; a candidate must not win with one.
             self.become_follower(self.term, None);
@@ -47,6 +62,7 @@ impl<L: Log> Raft<L> {
             && (self.log.last_term(), self.log.end()) >= (c.last_term, c.end)
         {
             self.corrupt = None;
+            self.persist.mark_hard_state();
         }
     }
 

@@ -134,7 +134,9 @@ impl<L: Log> Raft<L> {
             outbox: Outbox::default(),
             ready_reads: VecDeque::new(),
             snapshot_out: None,
-            corrupt: None,
+            corrupt: hard_state
+                .damaged
+                .map(corruption::Corruption::from_position),
             log,
             cfg,
         };
@@ -180,6 +182,7 @@ impl<L: Log> Raft<L> {
             term: self.term,
             vote: self.vote,
             commit_end: self.commit_end,
+            damaged: self.corrupt.map(|c| c.position()),
         }
     }
 

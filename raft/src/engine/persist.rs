@@ -14,6 +14,9 @@ pub struct HardState {
     pub vote: Option<NodeId>,
     /// The commit end known (persisting it is an optimisation, not needed for safety).
     pub commit_end: Offset,
+    /// Set while the log is damaged (see [`crate::Raft::report_corruption`]): the (last term,
+    /// end) the log had before, which votes are judged against until it is re-fetched.
+    pub damaged: Option<(Term, Offset)>,
 }
 
 /// Identifies a persistence request; completions are reported in order.

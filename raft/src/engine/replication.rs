@@ -158,6 +158,10 @@ impl<L: Log> Raft<L> {
     }
 
     pub(super) fn truncate_from(&mut self, at: Offset) -> Result<(), RaftError> {
+        debug_assert!(
+            self.role != Role::Leader,
+            "a leader never overwrites its own log"
+        );
         if at < self.commit_end {
             return Err(RaftError::TruncateCommitted {
                 at,

@@ -254,6 +254,11 @@ impl<L: Log> Host<L> {
             self.persists.push_back((group, p));
         }
         while let Some(m) = raft.poll_message() {
+            let now = self.now;
+            self.peers.entry(m.to).or_insert(PeerState {
+                last_heard: now,
+                down: false,
+            });
             let node = self.cfg.node;
             let t = self.outgoing.entry(m.to).or_insert_with(|| Transmit {
                 from: node,

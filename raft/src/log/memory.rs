@@ -220,3 +220,11 @@ mod tests {
         assert_eq!(log.end(), Offset(3));
     }
 }
+
+#[cfg(test)]
+mod conformance_tests {
+    #[test]
+    fn mem_log_passes_the_conformance_suite() {
+        crate::log::conformance::check(super::MemLog::new);
+    }
+}

@@ -1,5 +1,6 @@
 //! The log the core replicates, as a trait the broker backs with floe-storage.
 
+pub mod conformance;
 mod memory;
 
 pub use memory::MemLog;

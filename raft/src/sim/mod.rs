@@ -464,12 +464,8 @@ impl Sim {
             self.trace.record(self.now, Event::Partition);
         }
         if self.rng.chance(self.swarm.crash) {
-            let healthy: Vec<NodeId> = self
-                .up_nodes()
-                .into_iter()
-                .filter(|id| !self.nodes[id].raft.as_ref().is_some_and(|r| r.is_corrupt()))
-                .collect();
-            if let Some(id) = self.pick(&healthy) {
+            let ups = self.up_nodes();
+            if let Some(id) = self.pick(&ups) {
                 let restart = self.now + self.rng.range(5, 60);
                 if let Some(n) = self.nodes.get_mut(&id) {
                     n.crash(restart);

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::types::{NodeId, Offset, Term};
 
-const KEEP: usize = 400;
+const KEEP: usize = 60;
 
 /// One traced event.
 #[derive(Clone, Debug)]
