@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
+use floe_broker::certs;
 use floe_broker::log_inspect::{self, LogReport, SegmentEnd};
 use floe_protocol::batch::{BatchLimits, BatchView};
 
@@ -24,6 +25,38 @@ enum Command {
     /// Offline tools for a partition directory (read-only; safe on a stopped broker's data).
     #[command(subcommand)]
     Log(LogCommand),
+    /// The cluster CA and node certificates (TLS is always on).
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Create a cluster CA: DIR/ca.pem (give it to every node and client) and DIR/ca.key.
+    Init {
+        /// Directory to write the CA into (created if missing; existing files are kept).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Issue DIR/NAME.pem and DIR/NAME.key signed by the CA, valid as a server and a client
+    /// certificate (node certificates for peers' mutual TLS, or client certificates).
+    Issue {
+        /// Directory holding ca.pem and ca.key (made by `floe cert init`).
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Certificate name: a DNS name, always among its subject-alternative names.
+        #[arg(long)]
+        name: String,
+        /// Directory to write NAME.pem and NAME.key into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// An IP address the certificate is valid for (repeatable).
+        #[arg(long = "ip", value_name = "IP")]
+        ips: Vec<std::net::IpAddr>,
+        /// One more DNS name the certificate is valid for (repeatable).
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +92,14 @@ fn main() -> ExitCode {
             from,
             limit,
         }) => dump(&dir, records, from, limit.unwrap_or(u64::MAX)),
+        Command::Cert(CertCommand::Init { out }) => cert_init(&out),
+        Command::Cert(CertCommand::Issue {
+            ca,
+            name,
+            out,
+            ips,
+            dns,
+        }) => cert_issue(&ca, &name, &out, ips, &dns),
     };
     match result {
         Ok(code) => code,
@@ -67,6 +108,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn cert_init(out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let paths = certs::init_ca(out)?;
+    println!(
+        "wrote {} and {} (keep the key private)",
+        paths.cert.display(),
+        paths.key.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cert_issue(
+    ca: &std::path::Path,
+    name: &str,
+    out: &std::path::Path,
+    ips: Vec<std::net::IpAddr>,
+    dns: &[String],
+) -> anyhow::Result<ExitCode> {
+    let mut request = certs::IssueRequest::new(name)?;
+    for d in dns {
+        request = request.dns(d)?;
+    }
+    for ip in ips {
+        request = request.ip(ip);
+    }
+    let paths = certs::issue(ca, &request, out)?;
+    println!("wrote {} and {}", paths.cert.display(), paths.key.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn verify(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
