@@ -26,7 +26,8 @@
 //!   prefix over the limit is a typed error that stops that stream before anything is
 //!   allocated.
 //! * [`rpc`]: [`call`] (raw) and [`call_client`] / [`call_peer`] (typed) for unary calls;
-//!   [`serve_connection`] / [`serve`] run a [`Handler`] per incoming stream, concurrently.
+//!   [`serve_connection`] / [`serve`] run a [`Handler`] per incoming stream, concurrently;
+//!   [`open_frame_stream`] / [`IncomingStream`] for ordered one-way frames (peer Raft lanes).
 //!
 //! Errors are small enums per operation ([`TlsError`], [`EndpointError`], [`ConnectError`],
 //! [`AcceptError`], [`StreamError`], [`CallError`]) with fields, and each says whether a
@@ -86,8 +87,8 @@ pub use endpoint::{
     SocketSource, negotiated_alpn, peer_certificates,
 };
 pub use rpc::{
-    CallError, FnHandler, Handler, IncomingRequest, Responder, call, call_client, call_peer,
-    handler_fn, serve, serve_connection,
+    CallError, FnHandler, Handler, IncomingRequest, IncomingStream, Responder, call, call_client,
+    call_peer, handler_fn, open_frame_stream, serve, serve_connection,
 };
 pub use stream::{FrameReader, FrameWriter, StreamCode, StreamError};
 pub use tls::{Alpn, CaCerts, Identity, TlsError};

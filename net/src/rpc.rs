@@ -5,6 +5,8 @@
 //! response frame. The server side is [`serve_connection`]: it accepts every bidirectional
 //! stream of a connection, reads its first frame, checks the envelope, and runs the
 //! [`Handler`] for it in a task of its own, so one slow request never holds up another.
+//! Unidirectional streams ([`open_frame_stream`] / [`IncomingStream`]) carry one-way frames
+//! in order, for the peer protocol's Raft lanes.
 //! QUIC's `max_concurrent_bidi_streams` bounds how many run at once per connection.
 
 use std::future::Future;
@@ -232,12 +234,36 @@ impl Responder {
     }
 }
 
-/// Serves the requests of a connection. Each call runs in a task of its own.
+/// A unidirectional stream the remote side opened: a sequence of one-way frames (the peer
+/// protocol's Raft lanes). Read them with `reader.read_frame()` until it returns `None`.
+#[derive(Debug)]
+pub struct IncomingStream {
+    /// The connection it came on.
+    pub connection: Connection,
+    /// The stream's frames.
+    pub reader: FrameReader,
+}
+
+/// Opens a unidirectional stream for one-way frames (see [`IncomingStream`]). Frames written
+/// on one stream arrive in order; use several streams so one slow lane blocks no other.
+pub async fn open_frame_stream(conn: &Connection) -> Result<FrameWriter, ConnectionError> {
+    Ok(FrameWriter::new(conn.open_uni().await?))
+}
+
+/// Serves the streams of a connection. Each stream runs in a task of its own.
 pub trait Handler: Send + Sync + 'static {
     /// Handles one request; answer through `request.responder`. Dropping the responder
     /// without answering finishes the stream, which the requester sees as
     /// [`CallError::NoResponse`].
     fn handle(&self, request: IncomingRequest) -> impl Future<Output = ()> + Send;
+
+    /// Handles a unidirectional stream of one-way frames. The default refuses it (stops it
+    /// with [`StreamCode::NO_ERROR`]): the client protocol has none.
+    fn handle_stream(&self, stream: IncomingStream) -> impl Future<Output = ()> + Send {
+        let mut reader = stream.reader;
+        reader.stop(StreamCode::NO_ERROR);
+        std::future::ready(())
+    }
 }
 
 /// A [`Handler`] made from an async closure; see [`handler_fn`].
@@ -334,9 +360,10 @@ async fn serve_stream<H: Handler>(
     handler.handle(request).await;
 }
 
-/// Serves every bidirectional stream `conn` opens until the connection ends, and returns
-/// why it ended. Requests run concurrently, each in its own task; they are cancelled when
-/// this future is dropped or returns.
+/// Serves every stream `conn` opens until the connection ends, and returns why it ended:
+/// bidirectional streams as requests ([`Handler::handle`]), unidirectional ones as one-way
+/// frame streams ([`Handler::handle_stream`]). Each runs concurrently in a task of its own;
+/// they are cancelled when this future is dropped or returns.
 pub async fn serve_connection<H: Handler>(
     conn: Connection,
     handler: Arc<H>,
@@ -344,17 +371,25 @@ pub async fn serve_connection<H: Handler>(
 ) -> ConnectionError {
     let mut tasks = JoinSet::new();
     loop {
-        let (send, recv) = match conn.accept_bi().await {
-            Ok(streams) => streams,
-            Err(e) => return e,
-        };
-        tasks.spawn(serve_stream(
-            conn.clone(),
-            send,
-            recv,
-            limits,
-            handler.clone(),
-        ));
+        tokio::select! {
+            bi = conn.accept_bi() => match bi {
+                Ok((send, recv)) => {
+                    tasks.spawn(serve_stream(conn.clone(), send, recv, limits, handler.clone()));
+                }
+                Err(e) => return e,
+            },
+            uni = conn.accept_uni() => match uni {
+                Ok(recv) => {
+                    let handler = handler.clone();
+                    let stream = IncomingStream {
+                        connection: conn.clone(),
+                        reader: FrameReader::new(recv, limits),
+                    };
+                    tasks.spawn(async move { handler.handle_stream(stream).await });
+                }
+                Err(e) => return e,
+            },
+        }
         // Reap finished requests so the set holds only the running ones.
         while let Some(done) = tasks.try_join_next() {
             if let Err(e) = done
