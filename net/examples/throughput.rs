@@ -2,7 +2,6 @@
 //! a quick check of the transport tuning. Run with
 //! `cargo run --release -p floe-net --example throughput -- [MiB] [loopback|default]`.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
