@@ -499,7 +499,9 @@ impl Log {
             self.durable_end = self.durable_end.max(ticket.target_end);
         }
         self.durable_end = self.durable_end.min(self.log_end());
-        self.maybe_checkpoint()?;
+        if ticket.file.is_some() {
+            self.maybe_checkpoint()?;
+        }
         Ok(self.durable_end())
     }
 

@@ -40,6 +40,16 @@ enum Op {
         seed: u64,
         drop_all: bool,
     },
+    /// Append while the disk has only `budget` bytes left (fault backend only).
+    AppendDiskFull {
+        records: u32,
+        len: usize,
+        budget: u16,
+    },
+    /// An fsync fails: the log must fail for good; then a power loss (fault backend only).
+    SyncFails {
+        seed: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -55,6 +65,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Reopen),
         1 => (any::<u64>(), prop::bool::weighted(0.3))
             .prop_map(|(seed, drop_all)| Op::Crash { seed, drop_all }),
+        1 => (1u32..5, 0usize..400, any::<u16>())
+            .prop_map(|(records, len, budget)| Op::AppendDiskFull { records, len, budget: budget % 600 }),
+        1 => any::<u64>().prop_map(|seed| Op::SyncFails { seed }),
     ]
 }
 
@@ -231,6 +244,74 @@ fn run(ops: Vec<Op>, real_files: bool) {
                 fault = fault.crash(CrashMode::KeepAll);
                 log = open(&dir(&fault), &cfg);
                 assert!(log.recovery_report().corruption.is_empty());
+            }
+            Op::AppendDiskFull {
+                records,
+                len,
+                budget,
+            } => {
+                m.seq += 1;
+                let mut b = batch(m.seq, records, len, m.seq as i64);
+                if let Env::Fault(f) = &fault {
+                    f.set_space_limit(Some(u64::from(budget)));
+                }
+                let result = log.append(&mut b, m.term, 0);
+                if let Env::Fault(f) = &fault {
+                    f.set_space_limit(None);
+                }
+                match result {
+                    Ok(info) => {
+                        assert_eq!(info.base_offset, m.end);
+                        m.end = info.next_offset;
+                        m.batches.push((BatchHeader::parse(&b).unwrap(), b));
+                    }
+                    Err(Error::NoSpace { .. }) => {
+                        assert!(matches!(fault, Env::Fault(_)));
+                        assert!(log.failure().is_none(), "disk full is not fatal");
+                    }
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            }
+            Op::SyncFails { seed } => {
+                let Env::Fault(f) = &fault else { continue };
+                let durable = log.durable_end();
+                f.fail_syncs(true);
+                let dirty = log.is_dirty();
+                match log.sync() {
+                    Err(Error::Failed(_)) => {
+                        assert!(dirty);
+                        assert_eq!(
+                            log.durable_end(),
+                            durable,
+                            "a failed sync vouches for nothing"
+                        );
+                        let refused = log.append(&mut batch(0, 1, 1, 0), m.term, 0);
+                        assert!(matches!(refused, Err(Error::Failed(_))));
+                        assert!(matches!(
+                            log.truncate_suffix(m.end),
+                            Ok(()) | Err(Error::Failed(_))
+                        ));
+                    }
+                    // Nothing left to fsync (data already synced, e.g. by a roll that then
+                    // ran out of space): no I/O, so nothing could fail.
+                    Ok(durable) => assert_eq!(durable, m.end),
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+                // Crash and recover as a broker would after a fatal error.
+                drop(log);
+                fault = fault.crash(CrashMode::Torn { seed });
+                log = open(&dir(&fault), &cfg);
+                assert!(log.recovery_report().corruption.is_empty());
+                let end = log.log_end();
+                assert!(
+                    end >= durable && end <= m.end,
+                    "{durable} <= {end} <= {}",
+                    m.end
+                );
+                m.truncate_to(end);
+                m.term = log
+                    .last_term()
+                    .max(if m.batches.is_empty() { m.term } else { 0 });
             }
             Op::Crash { seed, drop_all } => {
                 let durable = log.durable_end();
