@@ -208,7 +208,7 @@ async fn issued_certificates_secure_peer_links_and_foreign_ones_are_refused() {
     tokio::spawn(floe_net::serve(
         node1.clone(),
         Arc::new(handler),
-        FrameLimits::default(),
+        Default::default(),
     ));
     let addr = node1.local_addr().unwrap();
 

@@ -87,8 +87,8 @@ pub use endpoint::{
     SocketSource, negotiated_alpn, peer_certificates,
 };
 pub use rpc::{
-    CallError, FnHandler, Handler, IncomingRequest, IncomingStream, Responder, call, call_client,
-    call_peer, handler_fn, open_frame_stream, serve, serve_connection,
+    CallError, FnHandler, Handler, IncomingRequest, IncomingStream, Responder, ServeOptions, call,
+    call_client, call_peer, handler_fn, open_frame_stream, serve, serve_connection,
 };
 pub use stream::{FrameReader, FrameWriter, StreamCode, StreamError};
 pub use tls::{Alpn, CaCerts, Identity, TlsError};

@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use floe_protocol::client::{ClientFrame, Request, Response, decode_client_frame};
@@ -172,13 +173,33 @@ pub async fn call_peer(
     }
 }
 
+/// How a server reads requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Largest request frame accepted (length prefix included).
+    pub limits: FrameLimits,
+    /// Time a requester has to deliver its whole first frame after opening a stream; a
+    /// stream that stays silent longer is reset with [`StreamCode::TIMED_OUT`], so idle
+    /// streams cannot pin tasks (each connection has at most `max_concurrent_bidi_streams`).
+    pub request_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            limits: FrameLimits::default(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// A request that arrived on a new bidirectional stream.
 #[derive(Debug)]
 pub struct IncomingRequest {
     /// The connection it came on (for the peer's identity and address).
     pub connection: Connection,
-    /// Its envelope, already checked (kind is `Request`, flags and error code zero-checked by
-    /// the protocol decoder later).
+    /// Its envelope, already checked: kind `Request`, flags zero. The api key, version and
+    /// body are the protocol decoder's to check.
     pub header: FrameHeader,
     /// The whole frame, length prefix included: give it to `decode_client_frame` or
     /// `decode_peer_frame`.
@@ -319,12 +340,20 @@ async fn serve_stream<H: Handler>(
     connection: Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
-    limits: FrameLimits,
+    options: ServeOptions,
     handler: Arc<H>,
 ) {
+    let limits = options.limits;
     let mut reader = FrameReader::new(recv, limits);
     let mut writer = FrameWriter::new(send);
-    let frame = match reader.read_frame().await {
+    let first = tokio::time::timeout(options.request_timeout, reader.read_frame()).await;
+    let Ok(first) = first else {
+        tracing::debug!(remote = %connection.remote_address(), "request not received in time");
+        reader.stop(StreamCode::TIMED_OUT);
+        writer.reset(StreamCode::TIMED_OUT);
+        return;
+    };
+    let frame = match first {
         Ok(Some(frame)) => frame,
         Ok(None) => {
             // Opened and finished without a request: nothing to answer.
@@ -367,14 +396,14 @@ async fn serve_stream<H: Handler>(
 pub async fn serve_connection<H: Handler>(
     conn: Connection,
     handler: Arc<H>,
-    limits: FrameLimits,
+    options: ServeOptions,
 ) -> ConnectionError {
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
-                    tasks.spawn(serve_stream(conn.clone(), send, recv, limits, handler.clone()));
+                    tasks.spawn(serve_stream(conn.clone(), send, recv, options, handler.clone()));
                 }
                 Err(e) => return e,
             },
@@ -383,7 +412,7 @@ pub async fn serve_connection<H: Handler>(
                     let handler = handler.clone();
                     let stream = IncomingStream {
                         connection: conn.clone(),
-                        reader: FrameReader::new(recv, limits),
+                        reader: FrameReader::new(recv, options.limits),
                     };
                     tasks.spawn(async move { handler.handle_stream(stream).await });
                 }
@@ -403,7 +432,7 @@ pub async fn serve_connection<H: Handler>(
 
 /// Accepts connections on `endpoint` until it is closed, serving each with
 /// [`serve_connection`] in a task of its own. Failed handshakes are logged and dropped.
-pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, limits: FrameLimits) {
+pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, options: ServeOptions) {
     let mut connections = JoinSet::new();
     while let Some(incoming) = endpoint.accept().await {
         let endpoint = endpoint.clone();
@@ -412,7 +441,7 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, limits: Fram
             match endpoint.establish(incoming).await {
                 Ok(conn) => {
                     let remote = conn.remote_address();
-                    let reason = serve_connection(conn, handler, limits).await;
+                    let reason = serve_connection(conn, handler, options).await;
                     tracing::debug!(%remote, %reason, "connection ended");
                 }
                 Err(e) => tracing::info!(error = %e, "connection attempt failed"),

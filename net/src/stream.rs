@@ -36,6 +36,8 @@ impl StreamCode {
     pub const INTERNAL: StreamCode = StreamCode(3);
     /// The server is shutting down; try again elsewhere or later.
     pub const SHUTTING_DOWN: StreamCode = StreamCode(4);
+    /// The request did not arrive in time.
+    pub const TIMED_OUT: StreamCode = StreamCode(5);
 
     /// quinn's representation.
     pub fn varint(self) -> VarInt {
@@ -95,7 +97,7 @@ impl StreamError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StreamError::Reset { code } | StreamError::Stopped { code } => {
-                *code == StreamCode::SHUTTING_DOWN
+                *code == StreamCode::SHUTTING_DOWN || *code == StreamCode::TIMED_OUT
             }
             StreamError::ConnectionLost(e) => connection_error_is_retryable(e),
             StreamError::BadLength { .. } | StreamError::Truncated { .. } | StreamError::Closed => {

@@ -147,7 +147,7 @@ fn start_broker(ca: &TestCa, release: Arc<Notify>) -> (Endpoint, tokio::task::Jo
     let task = tokio::spawn(floe_net::serve(
         ep.clone(),
         Arc::new(api_versions_handler(release)),
-        FrameLimits::default(),
+        Default::default(),
     ));
     (ep, task)
 }
@@ -423,7 +423,7 @@ fn start_peer(ca: &TestCa, name: &str, node_id: u64) -> Endpoint {
     tokio::spawn(floe_net::serve(
         ep.clone(),
         Arc::new(handler),
-        FrameLimits::default(),
+        Default::default(),
     ));
     ep
 }
@@ -620,7 +620,7 @@ async fn one_way_frames_on_unidirectional_lanes_arrive_in_order_per_lane() {
     tokio::spawn(floe_net::serve(
         a.clone(),
         Arc::new(Lanes { tx }),
-        FrameLimits::default(),
+        Default::default(),
     ));
     let b = Endpoint::peer(
         local(),
@@ -715,4 +715,49 @@ async fn loopback_options_use_large_datagrams() {
             assert!(stats.udp_tx.datagrams > 150, "{:?}", stats.udp_tx);
         }
     }
+}
+
+#[tokio::test]
+async fn a_silent_request_stream_is_reset_after_the_request_timeout() {
+    let ca = TestCa::new();
+    let server = Endpoint::client_listener(
+        local(),
+        &ca.identity("node-1"),
+        &EndpointOptions::loopback(),
+    )
+    .unwrap();
+    let options = floe_net::ServeOptions {
+        request_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    tokio::spawn(floe_net::serve(
+        server.clone(),
+        Arc::new(api_versions_handler(Arc::new(Notify::new()))),
+        options,
+    ));
+    let client = Endpoint::client(local(), &ca.ca(), &EndpointOptions::loopback()).unwrap();
+    let conn = timeout(WAIT, client.connect(server.local_addr().unwrap(), "node-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    // Half a length prefix, then silence.
+    let (mut send, recv) = conn.open_bi().await.unwrap();
+    send.write_all(&[1, 0]).await.unwrap();
+    let mut reader = floe_net::FrameReader::new(recv, FrameLimits::default());
+    let err = timeout(WAIT, reader.read_frame())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, StreamError::Reset { code } if code == StreamCode::TIMED_OUT),
+        "{err:?}"
+    );
+    // Prompt requests are unaffected.
+    timeout(
+        WAIT,
+        floe_net::call_client(&conn, &api_versions("t"), 1, FrameLimits::default()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
 }
