@@ -26,7 +26,8 @@
 //!   prefix over the limit is a typed error that stops that stream before anything is
 //!   allocated.
 //! * [`rpc`]: [`call`] (raw) and [`call_client`] / [`call_peer`] (typed) for unary calls;
-//!   [`serve_connection`] / [`serve`] run a [`Handler`] per incoming stream, concurrently;
+//!   [`serve_connection`] / [`serve`] run a [`Handler`] per incoming stream, concurrently,
+//!   reading requests under [`ServeOptions`] (frame limit, request timeout);
 //!   [`open_frame_stream`] / [`IncomingStream`] for ordered one-way frames (peer Raft lanes).
 //!
 //! Errors are small enums per operation ([`TlsError`], [`EndpointError`], [`ConnectError`],

@@ -272,6 +272,35 @@ pub async fn open_frame_stream(conn: &Connection) -> Result<FrameWriter, Connect
 }
 
 /// Serves the streams of a connection. Each stream runs in a task of its own.
+///
+/// A broker's peer side implements both methods; a client listener usually only
+/// [`Handler::handle`] (or uses [`handler_fn`]).
+///
+/// ```
+/// use floe_net::{Handler, IncomingRequest, IncomingStream};
+/// use floe_protocol::peer::{decode_peer_frame, PeerFrame};
+/// use floe_protocol::{ErrorCode, FrameLimits};
+///
+/// struct Peer;
+///
+/// impl Handler for Peer {
+///     async fn handle(&self, request: IncomingRequest) {
+///         // Hello / Forward would be decoded and answered here.
+///         let _ = request.responder.respond_error(ErrorCode::UnsupportedVersion).await;
+///     }
+///
+///     async fn handle_stream(&self, mut stream: IncomingStream) {
+///         // One Raft lane: frames in order until the sender finishes the stream.
+///         while let Ok(Some(frame)) = stream.reader.read_frame().await {
+///             match decode_peer_frame(&frame, FrameLimits::default()) {
+///                 Ok((_, PeerFrame::Request(_message), _)) => { /* feed the Raft host */ }
+///                 _ => break,
+///             }
+///         }
+///     }
+/// }
+/// # let _ = Peer;
+/// ```
 pub trait Handler: Send + Sync + 'static {
     /// Handles one request; answer through `request.responder`. Dropping the responder
     /// without answering finishes the stream, which the requester sees as

@@ -118,6 +118,10 @@ fn api_versions_handler(release: Arc<Notify>) -> impl floe_net::Handler {
             if r.client_name == "slow" {
                 release.notified().await;
             }
+            if r.client_name == "silent" {
+                // Drop the responder without answering.
+                return;
+            }
             if r.client_name == "huge" {
                 // A response that declares 1 MiB: over a small client limit.
                 let mut frame = BytesMut::new();
@@ -760,4 +764,52 @@ async fn a_silent_request_stream_is_reset_after_the_request_timeout() {
     .await
     .unwrap()
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_handler_that_does_not_answer_is_no_response_for_the_caller() {
+    let ca = TestCa::new();
+    let (server, _task) = start_broker(&ca, Arc::new(Notify::new()));
+    let client = Endpoint::client(local(), &ca.ca(), &EndpointOptions::loopback()).unwrap();
+    let conn = timeout(WAIT, client.connect(server.local_addr().unwrap(), "node-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    let err = timeout(
+        WAIT,
+        floe_net::call_client(&conn, &api_versions("silent"), 1, FrameLimits::default()),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(matches!(err, CallError::NoResponse), "{err:?}");
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn connecting_to_a_silent_address_times_out_as_retryable() {
+    let ca = TestCa::new();
+    // A UDP socket that never answers.
+    let silent = std::net::UdpSocket::bind(local()).unwrap();
+    let options = EndpointOptions {
+        transport: floe_net::TransportOptions {
+            connect_timeout: Duration::from_millis(300),
+            ..floe_net::TransportOptions::loopback()
+        },
+        ..EndpointOptions::loopback()
+    };
+    let client = Endpoint::client(local(), &ca.ca(), &options).unwrap();
+    let err = timeout(WAIT, client.connect(silent.local_addr().unwrap(), "node-1"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, ConnectError::Timeout { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    // A name that is not a valid server name is refused before anything is sent.
+    let err = client
+        .connect(silent.local_addr().unwrap(), "not a name")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConnectError::Start { .. }), "{err:?}");
+    assert!(!err.is_retryable());
 }
