@@ -149,6 +149,8 @@ struct Sim {
     leader_terms: usize,
     delivered: u64,
     liveness: bool,
+    /// Nodes to crash after this tick's deliveries, before their fsyncs complete.
+    crash_soon: Vec<NodeId>,
 }
 
 fn fatal(node: NodeId) -> impl Fn(RaftError) -> Violation {
@@ -186,6 +188,7 @@ impl Sim {
             leader_terms: 0,
             delivered: 0,
             liveness: false,
+            crash_soon: Vec::new(),
         })
     }
 
@@ -297,6 +300,7 @@ impl Sim {
         self.restart_due()?;
         self.tick_nodes()?;
         self.deliver()?;
+        self.crash_targeted();
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in ids {
             if let Some(node) = self.nodes.get_mut(&id) {
@@ -305,6 +309,16 @@ impl Sim {
             self.drain(id)?;
         }
         self.check()
+    }
+
+    fn crash_targeted(&mut self) {
+        for id in std::mem::take(&mut self.crash_soon) {
+            let restart = self.now + self.rng.range(1, 3);
+            if let Some(n) = self.nodes.get_mut(&id).filter(|n| n.is_up()) {
+                n.crash(restart);
+                self.trace.record(self.now, Event::Crash { node: id });
+            }
+        }
     }
 
     fn tick_nodes(&mut self) -> Result<(), Violation> {
@@ -361,6 +375,11 @@ impl Sim {
                 if delay == 0 && !node.has_pending() && immediate.is_empty() {
                     immediate.push(req);
                 } else {
+                    // Crash at the worst moment: term or vote written, not yet durable.
+                    let targeted = !self.liveness && req.hard_state.is_some();
+                    if targeted && self.rng.chance(self.swarm.crash * 20.0) {
+                        self.crash_soon.push(id);
+                    }
                     node.queue_persist(self.now + delay, req);
                 }
             }

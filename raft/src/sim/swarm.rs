@@ -54,7 +54,7 @@ impl Swarm {
             delay_max: rng.range(1, 6),
             partition,
             crash,
-            persist_delay_max: rng.range(0, 3),
+            persist_delay_max: rng.range(0, 5),
             propose: 0.1 + 0.6 * rng_frac(rng),
             membership,
             transfer,

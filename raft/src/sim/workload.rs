@@ -33,9 +33,25 @@ impl Sim {
             self.trace.record(self.now, Event::Partition);
         }
         if self.rng.chance(self.swarm.crash) {
+            // Half the time, crash at the worst moment: with writes not yet durable.
             let ups = self.up_nodes();
-            if let Some(id) = self.pick(&ups) {
-                let restart = self.now + self.rng.range(5, 60);
+            let unsynced: Vec<NodeId> = ups
+                .iter()
+                .copied()
+                .filter(|id| self.nodes[id].has_pending())
+                .collect();
+            let pool = if !unsynced.is_empty() && self.rng.chance(0.5) {
+                unsynced
+            } else {
+                ups
+            };
+            if let Some(id) = self.pick(&pool) {
+                let down_for = if self.rng.chance(0.3) {
+                    self.rng.range(1, 4)
+                } else {
+                    self.rng.range(5, 60)
+                };
+                let restart = self.now + down_for;
                 if let Some(n) = self.nodes.get_mut(&id) {
                     n.crash(restart);
                 }
@@ -148,8 +164,19 @@ impl Sim {
         Ok(end)
     }
 
+    /// A ReadIndex read on any node that believes it leads (possibly a deposed one).
     fn read(&mut self) -> Result<(), Violation> {
-        let Some(id) = self.leader() else {
+        let leaders: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| {
+                n.raft
+                    .as_ref()
+                    .is_some_and(|r| r.role() == crate::Role::Leader)
+            })
+            .map(|n| n.id)
+            .collect();
+        let Some(id) = self.pick(&leaders) else {
             return Ok(());
         };
         let needed = self
