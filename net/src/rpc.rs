@@ -348,10 +348,15 @@ where
 }
 
 /// Answers a first frame whose envelope is unusable with an `InvalidRequest` error frame,
-/// echoing what the raw bytes say (the length check already guaranteed 16 bytes).
+/// echoing what the raw bytes say (the length check already guaranteed the 16-byte envelope).
 async fn refuse_malformed(mut writer: FrameWriter, frame: &[u8]) {
-    let u16_at = |i: usize| u16::from_le_bytes([frame[i], frame[i + 1]]);
-    let correlation_id = u32::from_le_bytes([frame[12], frame[13], frame[14], frame[15]]);
+    let Some(envelope) = frame.first_chunk::<16>() else {
+        writer.reset(StreamCode::MALFORMED_FRAME);
+        return;
+    };
+    let u16_at = |i: usize| u16::from_le_bytes([envelope[i], envelope[i + 1]]);
+    let correlation_id =
+        u32::from_le_bytes([envelope[12], envelope[13], envelope[14], envelope[15]]);
     let mut buf = BytesMut::new();
     encode_error_frame(
         u16_at(4),
