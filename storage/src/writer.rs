@@ -328,6 +328,16 @@ impl LogReader {
         self.with(|l| l.batch_header_at(offset))
     }
 
+    /// See [`Log::term_at`].
+    pub fn term_at(&self, offset: u64) -> Result<u64> {
+        self.with(|l| l.term_at(offset))
+    }
+
+    /// See [`Log::lookup_time`].
+    pub fn lookup_time(&self, ts: i64) -> Result<Option<BatchHeader>> {
+        self.with(|l| l.lookup_time(ts))
+    }
+
     /// See [`Log::log_start`].
     pub fn log_start(&self) -> Result<u64> {
         self.with(|l| Ok(l.log_start()))

@@ -432,6 +432,11 @@ fn writer_group_commits_from_many_threads() {
     let reader = writer.reader();
     assert_eq!(reader.durable_end().unwrap(), 200);
     assert_eq!(reader.read(199, 10).unwrap().next_offset, 200);
+    assert_eq!(reader.term_at(199).unwrap(), 1);
+    assert_eq!(
+        reader.lookup_time(0).unwrap().map(|h| h.base_offset),
+        Some(0)
+    );
     // A truncation goes through the writer, in order.
     writer
         .exec(|log| log.truncate_suffix(150))
