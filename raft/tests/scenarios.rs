@@ -2,7 +2,9 @@
 //! `REWRITE=1 cargo test -p floe-raft --test scenarios` regenerates the expected output.
 //!
 //! Directives:
-//! - `cluster voters=(1,2,3)`: fresh replicas (no pre-vote or check-quorum, one entry per append)
+//! - `cluster voters=(1,2,3) [prevote]`: fresh replicas, one entry per append; pre-vote and
+//!   check-quorum only with `prevote`
+//! - `tick node=N [count=K]`: K ticks on N
 //! - `log node=N term=T` with input `1 1 4x2 ...`: replace N's log (entry terms; `x` = records)
 //! - `campaign node=N`: tick N until it campaigns
 //! - `deliver [count=K]`: deliver the first K queued messages (default: until quiet)
@@ -29,15 +31,16 @@ struct Node {
 #[derive(Default)]
 struct Harness {
     members: Membership,
+    pre_vote: bool,
     nodes: BTreeMap<NodeId, Node>,
     wire: VecDeque<Message>,
     isolated: BTreeSet<NodeId>,
 }
 
-fn config(id: NodeId) -> Config {
+fn config(id: NodeId, pre_vote: bool) -> Config {
     let mut cfg = Config::new(id);
-    cfg.pre_vote = false;
-    cfg.check_quorum = false;
+    cfg.pre_vote = pre_vote;
+    cfg.check_quorum = pre_vote;
     cfg.max_append_bytes = 1;
     cfg
 }
@@ -57,7 +60,8 @@ impl Harness {
     fn start(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("node");
         let log = node.stored.take().unwrap_or_default();
-        let raft = Raft::new(config(id), log, node.hs, self.members.clone()).expect("start");
+        let cfg = config(id, self.pre_vote);
+        let raft = Raft::new(cfg, log, node.hs, self.members.clone()).expect("start");
         node.raft = Some(raft);
     }
 
@@ -136,12 +140,26 @@ impl Harness {
             "campaign" => {
                 let id = node_arg(tc);
                 let before = self.raft(id).term();
-                while self.raft(id).term() == before || self.raft(id).role() == Role::Follower {
-                    self.raft(id).handle_tick().expect("tick");
+                for _ in 0..1000 {
+                    let r = self.raft(id);
+                    let started = r.role() != Role::Follower && r.term() > before;
+                    if r.role() == Role::PreCandidate || started {
+                        break;
+                    }
+                    r.handle_tick().expect("tick");
                 }
                 self.collect();
             }
             "deliver" => self.deliver(arg(tc, "count"), &mut out),
+            "tick" => {
+                let id = node_arg(tc);
+                for _ in 0..arg(tc, "count").unwrap_or(1) {
+                    if self.nodes[&id].raft.is_some() {
+                        self.raft(id).handle_tick().expect("tick");
+                    }
+                }
+                self.collect();
+            }
             "propose" => {
                 let id = node_arg(tc);
                 let records = arg(tc, "records").unwrap_or(1);
@@ -186,6 +204,7 @@ impl Harness {
             .map(|v| NodeId(v.parse().unwrap()))
             .collect();
         self.members = Membership::new(voters.iter().copied(), []);
+        self.pre_vote = tc.args.contains_key("prevote");
         for id in voters {
             self.nodes.insert(
                 id,
@@ -248,8 +267,18 @@ fn show_log(entries: &[Entry]) -> String {
 
 fn show_message(m: &Message) -> String {
     let body = match &m.body {
-        Body::VoteRequest(r) => format!("Vote last={}/{}", r.last_end, r.last_term),
-        Body::VoteResponse(r) => format!("VoteResp granted={}", r.granted),
+        Body::VoteRequest(r) => {
+            let kind = if r.pre_vote { "PreVote" } else { "Vote" };
+            format!("{kind} last={}/{}", r.last_end, r.last_term)
+        }
+        Body::VoteResponse(r) => {
+            let kind = if r.pre_vote {
+                "PreVoteResp"
+            } else {
+                "VoteResp"
+            };
+            format!("{kind} granted={}", r.granted)
+        }
         Body::Append(a) => format!(
             "Append prev={}/{} entries={} commit={}",
             a.prev_end,
