@@ -37,12 +37,12 @@ fn pump(hosts: &mut [Host<MemLog>]) {
         let mut wire: Vec<Transmit> = Vec::new();
         for h in hosts.iter_mut() {
             while let Some((g, p)) = h.poll_persist() {
-                let r = h.group_mut(g).expect("group");
+                let r = h.group_mut_quiet(g).expect("group");
                 r.log_mut().sync();
                 h.handle_persisted(g, p.id).expect("persisted");
             }
             while let Some(g) = h.poll_ready() {
-                let r = h.group_mut(g).expect("group");
+                let r = h.group_mut_quiet(g).expect("group");
                 while !r.poll_committed(1 << 20).expect("committed").is_empty() {}
                 let c = r.commit_end();
                 r.handle_applied(c);

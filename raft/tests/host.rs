@@ -51,11 +51,11 @@ impl Cluster {
             let mut wire: Vec<Transmit> = Vec::new();
             for (i, h) in self.hosts.iter_mut().enumerate() {
                 while let Some((g, p)) = h.poll_persist() {
-                    h.group_mut(g).unwrap().log_mut().sync();
+                    h.group_mut_quiet(g).unwrap().log_mut().sync();
                     h.handle_persisted(g, p.id).unwrap();
                 }
                 while let Some(g) = h.poll_ready() {
-                    let r = h.group_mut(g).unwrap();
+                    let r = h.group_mut_quiet(g).unwrap();
                     while !r.poll_committed(1 << 20).unwrap().is_empty() {}
                     let c = r.commit_end();
                     r.handle_applied(c);

@@ -110,6 +110,14 @@ impl<L: Log> Host<L> {
         self.groups.get_mut(&group)
     }
 
+    /// A group's core for draining outputs and bookkeeping (`poll_committed`,
+    /// `handle_applied`, `poll_read`, fsync through `log_mut`) without waking it. Anything that
+    /// makes the group act (proposals, transfers, membership, reads) must use
+    /// [`Host::group_mut`] or [`Host::propose`].
+    pub fn group_mut_quiet(&mut self, group: GroupId) -> Option<&mut Raft<L>> {
+        self.groups.get_mut(&group)
+    }
+
     /// Number of groups.
     pub fn len(&self) -> usize {
         self.groups.len()
