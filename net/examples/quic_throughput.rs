@@ -1,6 +1,6 @@
 //! One QUIC connection on loopback, one stream, N MiB of 1 MiB frames from client to server:
 //! a quick check of the transport tuning. Run with
-//! `cargo run --release -p floe-net --example throughput -- [MiB] [loopback|default]`.
+//! `cargo run --release -p floe-net --example quic_throughput -- [MiB] [loopback|default]`.
 
 use std::time::Instant;
 
