@@ -9,4 +9,5 @@
 #![warn(missing_docs)]
 
 pub mod certs;
+pub mod config;
 pub mod log_inspect;
