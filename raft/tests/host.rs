@@ -171,3 +171,118 @@ fn groups_led_by_a_dead_node_wake_and_elect() {
         "every group has a leader on the live nodes"
     );
 }
+
+/// Random transmit loss, node outages and proposals over many groups: per group, at most one
+/// leader per term and one committed history; after healing, every group elects and commits.
+#[test]
+fn quiescence_survives_loss_and_outages() {
+    use floe_raft::rng::SplitMix64;
+    use std::collections::BTreeMap;
+
+    for seed in 1..=6u64 {
+        let mut rng = SplitMix64::new(seed);
+        let mut c = Cluster::new();
+        let mut leaders: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+        for tick in 0..600 {
+            if tick < 450 && rng.chance(0.02) {
+                let n = rng.below(3) as usize;
+                if !c.down.remove(&n) && c.down.is_empty() {
+                    c.down.insert(n);
+                }
+            }
+            if tick == 450 {
+                c.down.clear();
+            }
+            if rng.chance(0.3) {
+                let g = GroupId(rng.below(GROUPS));
+                for h in 0..3 {
+                    if !c.down.contains(&h) && c.hosts[h].group(g).unwrap().role() == Role::Leader {
+                        let _ = c.hosts[h].propose(g, Bytes::from_static(b"p"), 2);
+                    }
+                }
+            }
+            c.tick_lossy(&mut rng, if tick < 450 { 0.1 } else { 0.0 });
+            for (h, host) in c.hosts.iter().enumerate() {
+                for g in 0..GROUPS {
+                    let r = host.group(GroupId(g)).unwrap();
+                    if r.role() == Role::Leader {
+                        let who = leaders.entry((g, r.term().0)).or_insert(h);
+                        assert_eq!(
+                            *who,
+                            h,
+                            "seed {seed}: two leaders for group {g} in {:?}",
+                            r.term()
+                        );
+                    }
+                }
+            }
+        }
+        for g in 0..GROUPS {
+            let lead =
+                (0..3).filter(|h| c.hosts[*h].group(GroupId(g)).unwrap().role() == Role::Leader);
+            assert!(
+                lead.count() >= 1,
+                "seed {seed}: group {g} has no leader after healing"
+            );
+            let logs: Vec<Vec<(u64, u64)>> = (0..3)
+                .map(|h| {
+                    let r = c.hosts[h].group(GroupId(g)).unwrap();
+                    r.log()
+                        .all_entries()
+                        .iter()
+                        .filter(|e| e.end() <= r.commit_end())
+                        .map(|e| (e.first().0, e.term().0))
+                        .collect()
+                })
+                .collect();
+            let longest = logs.iter().max_by_key(|l| l.len()).unwrap();
+            for l in &logs {
+                assert_eq!(
+                    &longest[..l.len()],
+                    &l[..],
+                    "seed {seed}: group {g} committed histories differ"
+                );
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// Like `tick`, but each transmit is lost with probability `loss`.
+    fn tick_lossy(&mut self, rng: &mut floe_raft::rng::SplitMix64, loss: f64) {
+        for (i, h) in self.hosts.iter_mut().enumerate() {
+            if !self.down.contains(&i) {
+                h.handle_tick().unwrap();
+            }
+        }
+        loop {
+            let mut wire: Vec<Transmit> = Vec::new();
+            for (i, h) in self.hosts.iter_mut().enumerate() {
+                while let Some((g, p)) = h.poll_persist() {
+                    h.group_mut_quiet(g).unwrap().log_mut().sync();
+                    h.handle_persisted(g, p.id).unwrap();
+                }
+                while let Some(g) = h.poll_ready() {
+                    let r = h.group_mut_quiet(g).unwrap();
+                    while !r.poll_committed(1 << 20).unwrap().is_empty() {}
+                    let c = r.commit_end();
+                    r.handle_applied(c);
+                }
+                while let Some(t) = h.poll_transmit() {
+                    if !self.down.contains(&i) && !rng.chance(loss) {
+                        wire.push(t);
+                    }
+                }
+            }
+            if wire.is_empty() {
+                return;
+            }
+            for t in wire {
+                let to = t.to.0 as usize - 1;
+                if !self.down.contains(&to) {
+                    self.hosts[to].handle_transmit(t).unwrap();
+                }
+            }
+        }
+    }
+}

@@ -208,3 +208,23 @@ fn a_full_pipeline_of_lost_appends_recovers_on_heartbeat() {
         "{out:?}"
     );
 }
+
+/// Not a simulator find: a malformed append (a gap between entries) is dropped, not appended.
+#[test]
+fn a_malformed_append_is_dropped() {
+    let mut f = node(N2, |_| {});
+    let entries = vec![
+        Entry::data(Offset(0), Term(1), Bytes::from_static(b"a"), 2),
+        Entry::data(Offset(5), Term(1), Bytes::from_static(b"b"), 1),
+    ];
+    let append = Append {
+        prev_end: Offset(0),
+        prev_term: Term(0),
+        entries,
+        commit_end: Offset(0),
+    };
+    f.handle_message(msg(N1, N2, 1, Body::Append(append)))
+        .unwrap();
+    assert!(drain(&mut f).is_empty());
+    assert_eq!(f.log().end(), Offset(0));
+}

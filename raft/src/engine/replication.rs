@@ -84,6 +84,9 @@ impl<L: Log> Raft<L> {
 
     /// Follower side of AppendEntries.
     pub(super) fn handle_append(&mut self, from: NodeId, app: Append) -> Result<(), RaftError> {
+        if !is_contiguous(app.prev_end, &app.entries) {
+            return Ok(()); // malformed: drop it, as if lost
+        }
         self.follow(from);
         if app.prev_end < self.commit_end {
             let body = Body::AppendResponse(AppendResponse::Success {
@@ -327,4 +330,19 @@ impl<L: Log> Raft<L> {
         }
         Ok(())
     }
+}
+
+/// Whether `entries` follow each other without gaps, starting at `prev_end`, with terms that
+/// never decrease.
+fn is_contiguous(prev_end: Offset, entries: &[Entry]) -> bool {
+    let mut at = prev_end;
+    let mut term = crate::types::Term(0);
+    for e in entries {
+        if e.first() != at || e.term() < term {
+            return false;
+        }
+        at = e.end();
+        term = e.term();
+    }
+    true
 }
