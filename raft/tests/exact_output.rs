@@ -400,6 +400,19 @@ fn read_index_needs_a_quorum_heartbeat_round() {
 }
 
 #[test]
+fn unconfirmed_reads_fail_when_leadership_is_lost() {
+    let mut r = leader();
+    ack(&mut r, N2, 1);
+    r.read_index(9).unwrap();
+    for _ in 0..25 {
+        r.handle_tick().unwrap();
+    }
+    assert_eq!(r.role(), Role::Follower);
+    assert_eq!(r.poll_failed_read(), Some(9));
+    assert_eq!(r.poll_read(), None);
+}
+
+#[test]
 fn transfer_sends_timeout_now_to_a_caught_up_target() {
     let mut r = leader();
     ack(&mut r, N2, 1);

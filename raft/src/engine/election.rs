@@ -24,7 +24,7 @@ impl<L: Log> Raft<L> {
             self.term
         };
         self.leader = None;
-        self.lead = None;
+        self.drop_leader_state();
         self.reset_election_timer();
         self.election.votes = BTreeMap::from([(self.id, true)]);
         if self.membership().is_quorum([&self.id]) {

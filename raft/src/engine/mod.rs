@@ -11,7 +11,8 @@
 //!    their persistence request is reported done, so "persist, then send" is enforced here;
 //! 3. [`Raft::poll_snapshot`]: restore the state machine from an installed snapshot;
 //! 4. [`Raft::poll_committed`]: apply, then call [`Raft::handle_applied`];
-//! 5. [`Raft::poll_read`]: reads that became linearizable.
+//! 5. [`Raft::poll_read`]: reads that became linearizable; [`Raft::poll_failed_read`]: reads
+//!    that cannot complete here (leadership lost).
 
 mod corruption;
 mod election;
@@ -90,6 +91,7 @@ pub struct Raft<L: Log> {
     persist: Persist,
     outbox: Outbox,
     ready_reads: VecDeque<ReadyRead>,
+    failed_reads: VecDeque<u64>,
     snapshot_out: Option<Offset>,
     corrupt: Option<corruption::Corruption>,
 }
@@ -133,6 +135,7 @@ impl<L: Log> Raft<L> {
             persist: Persist::new(log.end(), commit_end),
             outbox: Outbox::default(),
             ready_reads: VecDeque::new(),
+            failed_reads: VecDeque::new(),
             snapshot_out: None,
             corrupt: hard_state
                 .damaged
@@ -277,6 +280,12 @@ impl<L: Log> Raft<L> {
             Some(r) if r.index <= self.applied_end => self.ready_reads.pop_front(),
             _ => None,
         }
+    }
+
+    /// The context of a read that can no longer complete here (leadership was lost before a
+    /// quorum confirmed it): retry it on the new leader.
+    pub fn poll_failed_read(&mut self) -> Option<u64> {
+        self.failed_reads.pop_front()
     }
 
     // ----- inputs -----
@@ -442,7 +451,7 @@ impl<L: Log> Raft<L> {
         }
         self.role = Role::Follower;
         self.leader = leader;
-        self.lead = None;
+        self.drop_leader_state();
         self.election.votes.clear();
         self.reset_election_timer();
     }

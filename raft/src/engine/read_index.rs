@@ -46,7 +46,7 @@ impl ReadQueue {
 impl<L: Log> Raft<L> {
     /// Starts a linearizable read tagged `ctx`. It comes out of [`Raft::poll_read`] once a
     /// quorum has confirmed this leader is still leader and the state machine has caught up.
-    /// Reads in progress when the leader steps down are dropped: retry on a timeout.
+    /// Reads not confirmed when the leader steps down come out of [`Raft::poll_failed_read`].
     pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadError> {
         if self.role != Role::Leader {
             return Err(ReadError::NotLeader {
@@ -97,6 +97,15 @@ impl<L: Log> Raft<L> {
         for ctx in waiting {
             self.start_read(ctx);
         }
+    }
+
+    /// Leaves leadership: reads not yet confirmed fail.
+    pub(super) fn drop_leader_state(&mut self) {
+        let Some(lead) = self.lead.take() else { return };
+        let reads = lead.reads;
+        self.failed_reads.extend(reads.waiting);
+        self.failed_reads
+            .extend(reads.pending.into_iter().map(|r| r.ctx));
     }
 
     /// A heartbeat answer confirmed round `seq` (and all before it) from `from`.

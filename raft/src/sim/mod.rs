@@ -412,6 +412,9 @@ impl Sim {
                 raft.handle_applied(last.end());
                 moved = true;
             }
+            while let Some(ctx) = raft.poll_failed_read() {
+                self.reads.remove(&ctx);
+            }
             while let Some(read) = raft.poll_read() {
                 let needed = self.reads.remove(&read.ctx).unwrap_or(Offset(0));
                 if read.index < needed {
