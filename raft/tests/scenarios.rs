@@ -9,7 +9,8 @@
 //! - `campaign node=N`: tick N until it campaigns
 //! - `deliver [count=K]`: deliver the first K queued messages (default: until quiet)
 //! - `propose node=N [records=R]`, `isolate node=N`, `heal`, `crash node=N`, `restart node=N`
-//! - `status`: role, term, commit and log of every replica
+//! - `transfer node=N to=M`, `change node=N (add-learner|promote|remove)=M`, `add-node node=N`
+//! - `status`: role, term, commit, membership and log of every replica
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write;
@@ -18,8 +19,8 @@ use bytes::Bytes;
 use datadriven::TestCase;
 use floe_raft::message::Body;
 use floe_raft::{
-    Config, Entry, EntryKind, HardState, Log, MemLog, Membership, Message, NodeId, Offset, Raft,
-    Role, Term,
+    ConfChange, Config, Entry, EntryKind, HardState, Log, MemLog, Membership, Message, NodeId,
+    Offset, Raft, Role, Term,
 };
 
 struct Node {
@@ -122,10 +123,20 @@ impl Harness {
             };
             let _ = writeln!(
                 out,
-                "{id}: {:?} {} commit={} log={}",
+                "{id}: {:?} {} commit={} voters={:?} learners={:?} log={}",
                 r.role(),
                 r.term(),
                 r.commit_end(),
+                r.membership()
+                    .voters()
+                    .iter()
+                    .map(|n| n.0)
+                    .collect::<Vec<_>>(),
+                r.membership()
+                    .learners()
+                    .iter()
+                    .map(|n| n.0)
+                    .collect::<Vec<_>>(),
                 show_log(r.log().all_entries())
             );
         }
@@ -172,6 +183,51 @@ impl Harness {
                     }
                 }
                 self.collect();
+            }
+            "transfer" => {
+                let to = NodeId(arg(tc, "to").expect("to=N"));
+                let r = self.raft(node_arg(tc)).transfer_leadership(to);
+                let _ = writeln!(out, "{r:?}");
+                self.collect();
+            }
+            "change" => {
+                let id = node_arg(tc);
+                let change = if let Some(n) = arg(tc, "add-learner") {
+                    ConfChange::AddLearner(NodeId(n))
+                } else if let Some(n) = arg(tc, "promote") {
+                    ConfChange::Promote(NodeId(n))
+                } else {
+                    ConfChange::Remove(NodeId(arg(tc, "remove").expect("remove=N")))
+                };
+                match self.raft(id).change_membership(change) {
+                    Ok(meta) => {
+                        let _ = writeln!(out, "ok: config at {}", meta.first);
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "error: {e}");
+                    }
+                }
+                self.collect();
+            }
+            "add-node" => {
+                let id = node_arg(tc);
+                let hs = HardState::default();
+                self.nodes.insert(
+                    id,
+                    Node {
+                        raft: None,
+                        stored: None,
+                        hs,
+                    },
+                );
+                let raft = Raft::new(
+                    config(id, self.pre_vote),
+                    MemLog::new(),
+                    hs,
+                    Membership::default(),
+                )
+                .expect("start");
+                self.nodes.get_mut(&id).expect("node").raft = Some(raft);
             }
             "isolate" => {
                 self.isolated.insert(node_arg(tc));
