@@ -9,6 +9,35 @@
 //! - The [`Log`] trait is the storage seam; [`MemLog`] is an in-memory implementation with a
 //!   crash model.
 //! - [`sim`] is a deterministic simulator that checks Raft's safety properties under faults.
+//! - [`host::Host`] runs many groups per node with coalesced heartbeats and quiescence.
+//!
+//! A one-replica group, driven by hand:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use floe_raft::{Config, HardState, MemLog, Membership, NodeId, Offset, Raft, Role};
+//!
+//! let id = NodeId(1);
+//! let mut raft = Raft::new(Config::new(id), MemLog::new(), HardState::default(),
+//!                          Membership::new([id], []))?;
+//! while raft.role() != Role::Leader {
+//!     raft.handle_tick()?;
+//! }
+//! // A batch of 3 records occupies offsets 1..4 (the leader's no-op took offset 0).
+//! let meta = raft.propose(Bytes::from_static(b"abc"), 3)?;
+//! assert_eq!((meta.first, meta.end), (Offset(1), Offset(4)));
+//! // Persist first (here: pretend to fsync), then send, then apply.
+//! while let Some(req) = raft.poll_persist() {
+//!     raft.log_mut().sync();
+//!     raft.handle_persisted(req.id)?;
+//! }
+//! while let Some(_msg) = raft.poll_message() { /* no peers */ }
+//! let committed = raft.poll_committed(1 << 20)?;
+//! assert_eq!(committed.last().map(|e| e.end()), Some(Offset(4)));
+//! raft.handle_applied(Offset(4));
+//! assert_eq!(raft.commit_end(), Offset(4)); // the high watermark
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod config;
