@@ -11,3 +11,4 @@
 pub mod certs;
 pub mod config;
 pub mod log_inspect;
+pub mod partition;
