@@ -228,3 +228,28 @@ fn a_malformed_append_is_dropped() {
     assert!(drain(&mut f).is_empty());
     assert_eq!(f.log().end(), Offset(0));
 }
+
+/// Seed 60775 (long run): a damaged replica asked for a resend from its own log end, which was
+/// inside one of the leader's batches; the leader sent `prev_end` 5 with entries from 4 (a
+/// malformed append, dropped), forever.
+#[test]
+fn a_repair_request_inside_a_batch_resends_from_the_batch_start() {
+    let mut r = compacted_leader(|_| {});
+    // The leader's log: noop [0,1), batch [1,4) (compacted below 4), then a batch [4,7).
+    r.propose(Bytes::from_static(b"w"), 3).unwrap();
+    drain(&mut r);
+    let hb = HeartbeatResponse {
+        read_ctx: 0,
+        repair_from: Some(Offset(5)),
+    };
+    r.handle_message(msg(N2, N1, 1, Body::HeartbeatResponse(hb)))
+        .unwrap();
+    let out = drain(&mut r);
+    let append = out.iter().find_map(|m| match &m.body {
+        Body::Append(a) if m.to == N2 => Some(a.clone()),
+        _ => None,
+    });
+    let a = append.expect("an append to n2");
+    assert_eq!(a.prev_end, Offset(4));
+    assert_eq!(a.entries.first().map(|e| e.first()), Some(Offset(4)));
+}

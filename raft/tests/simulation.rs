@@ -32,7 +32,9 @@ fn seeds_that_found_bugs_pass() {
     // 89: a candidate that reported corruption could still win its election.
     // 397: a damaged voter refused all votes, so a healed cluster could not elect.
     // 797: a follower with a divergent entry at the leader's log start was probed forever.
-    for seed in [1, 15, 89, 397, 797] {
+    // 60775: a damaged replica's repair point inside a batch made the leader send malformed
+    //        appends forever.
+    for seed in [1, 15, 89, 397, 797, 60775] {
         if let Err(failure) = run_seed(seed) {
             panic!("{failure}");
         }

@@ -53,6 +53,11 @@ impl<L: Log> Raft<L> {
             return Ok(false);
         }
         let next = pr.next_end;
+        debug_assert_eq!(
+            self.entry_start(next)?,
+            next,
+            "next_end must be an entry boundary"
+        );
         let Some(prev_term) = term_at(&self.log, next)? else {
             return self.send_snapshot(to);
         };
@@ -314,12 +319,17 @@ impl<L: Log> Raft<L> {
         resp: HeartbeatResponse,
     ) -> Result<(), RaftError> {
         let log_end = self.log.end();
+        // The damaged replica's end need not be an entry boundary in our log.
+        let repair = match resp.repair_from {
+            Some(at) => Some(self.entry_start(at.min(log_end))?),
+            None => None,
+        };
         let Some(pr) = self.lead.as_mut().and_then(|l| l.progress.get_mut(&from)) else {
             return Ok(());
         };
         pr.heard(self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes);
-        if let Some(at) = resp.repair_from {
-            pr.back_off(at.min(log_end));
+        if let Some(at) = repair {
+            pr.back_off(at);
         }
         let behind = pr.match_end < log_end || pr.next_end != pr.match_end;
         if resp.read_ctx > 0 {
@@ -329,6 +339,14 @@ impl<L: Log> Raft<L> {
             self.send_append(from, true)?;
         }
         Ok(())
+    }
+}
+
+impl<L: Log> Raft<L> {
+    /// The first offset of the entry holding `at` (`at` itself at the log end or before the
+    /// log start).
+    fn entry_start(&self, at: Offset) -> Result<Offset, RaftError> {
+        Ok(self.log.entry_meta(at)?.map_or(at, |m| m.first))
     }
 }
 
