@@ -1,0 +1,166 @@
+//! The metadata cache: brokers, topics, partitions and their leaders.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use floe_protocol::ErrorCode;
+use floe_protocol::client::MetadataResponse;
+
+/// A broker's resolved address and the name its certificate must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BrokerAddr {
+    pub(crate) addr: SocketAddr,
+    pub(crate) server_name: String,
+}
+
+/// One partition's placement, as last reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PartitionState {
+    leader: Option<u64>,
+    leader_term: u64,
+}
+
+/// What the client knows of the cluster. Owned by the [`crate::Client`] behind a lock;
+/// every method is a few map operations.
+#[derive(Debug, Default)]
+pub(crate) struct MetadataCache {
+    pub(crate) cluster_id: String,
+    brokers: HashMap<u64, BrokerAddr>,
+    topics: HashMap<String, Vec<PartitionState>>,
+}
+
+impl MetadataCache {
+    /// Applies a metadata response: the broker list is replaced, the topics it names are
+    /// replaced (or removed when the broker says they do not exist), others are kept.
+    pub(crate) fn apply(&mut self, r: MetadataResponse, brokers: HashMap<u64, BrokerAddr>) {
+        self.cluster_id = r.cluster_id;
+        if !brokers.is_empty() {
+            self.brokers = brokers;
+        }
+        for t in r.topics {
+            if t.error == ErrorCode::UnknownTopicOrPartition {
+                self.topics.remove(&t.name);
+                continue;
+            }
+            if !t.error.is_ok() {
+                continue;
+            }
+            let n = t.partitions.len();
+            let mut parts = vec![
+                PartitionState {
+                    leader: None,
+                    leader_term: 0
+                };
+                n
+            ];
+            for p in t.partitions {
+                // Partition numbers must be dense; ignore any beyond the count.
+                if let Some(slot) = parts.get_mut(p.partition as usize) {
+                    *slot = PartitionState {
+                        leader: if p.error.is_ok() || p.leader.is_some() {
+                            p.leader
+                        } else {
+                            None
+                        },
+                        leader_term: p.leader_term,
+                    };
+                }
+            }
+            self.topics.insert(t.name, parts);
+        }
+    }
+
+    pub(crate) fn partition_count(&self, topic: &str) -> Option<u32> {
+        self.topics.get(topic).map(|p| p.len() as u32)
+    }
+
+    pub(crate) fn topic_names(&self) -> Vec<String> {
+        self.topics.keys().cloned().collect()
+    }
+
+    pub(crate) fn broker_addrs(&self) -> Vec<BrokerAddr> {
+        let mut ids: Vec<_> = self.brokers.keys().copied().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .map(|id| self.brokers[&id].clone())
+            .collect()
+    }
+
+    pub(crate) fn leader(&self, topic: &str, partition: u32) -> Option<(u64, BrokerAddr)> {
+        let p = self.topics.get(topic)?.get(partition as usize)?;
+        let leader = p.leader?;
+        Some((leader, self.brokers.get(&leader)?.clone()))
+    }
+
+    /// Records that `topic`/`partition`'s leader moved: to `hint` if the broker named a
+    /// broker we know, otherwise unknown until the next refresh.
+    pub(crate) fn leader_moved(&mut self, topic: &str, partition: u32, hint: Option<u64>) {
+        let known = hint.filter(|h| self.brokers.contains_key(h));
+        if let Some(p) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.get_mut(partition as usize))
+        {
+            p.leader = known;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floe_protocol::client::{PartitionMetadata, TopicMetadata};
+
+    fn addr(port: u16) -> BrokerAddr {
+        BrokerAddr {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            server_name: "n".into(),
+        }
+    }
+
+    fn response(topic: &str, error: ErrorCode, leaders: &[Option<u64>]) -> MetadataResponse {
+        MetadataResponse {
+            brokers: vec![],
+            cluster_id: "c".into(),
+            controller_id: None,
+            topics: vec![TopicMetadata {
+                error,
+                name: topic.into(),
+                internal: false,
+                partitions: leaders
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| PartitionMetadata {
+                        error: ErrorCode::None,
+                        partition: i as u32,
+                        leader: *l,
+                        leader_term: 1,
+                        replicas: vec![],
+                        in_sync: vec![],
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn leaders_come_from_the_last_response() {
+        let mut m = MetadataCache::default();
+        let brokers = HashMap::from([(1, addr(1)), (2, addr(2))]);
+        m.apply(response("t", ErrorCode::None, &[Some(1), None]), brokers);
+        assert_eq!(m.partition_count("t"), Some(2));
+        assert_eq!(m.leader("t", 0), Some((1, addr(1))));
+        assert_eq!(m.leader("t", 1), None);
+        assert_eq!(m.leader("t", 2), None);
+        m.leader_moved("t", 0, Some(2));
+        assert_eq!(m.leader("t", 0), Some((2, addr(2))));
+        m.leader_moved("t", 0, Some(9)); // unknown broker: forget the leader
+        assert_eq!(m.leader("t", 0), None);
+        m.apply(
+            response("t", ErrorCode::UnknownTopicOrPartition, &[]),
+            HashMap::new(),
+        );
+        assert_eq!(m.partition_count("t"), None);
+        assert_eq!(m.broker_addrs(), vec![addr(1), addr(2)]);
+    }
+}

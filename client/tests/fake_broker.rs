@@ -1,0 +1,547 @@
+//! floe-client against a fake cluster on loopback QUIC (tests/support): routing, metadata,
+//! retries, faults. Every network wait is under a timeout.
+
+mod support;
+
+use std::time::Duration;
+
+use floe_client::{Error, ErrorCode, NewTopic};
+use support::{FakeCluster, WAIT};
+use tokio::time::timeout;
+
+#[tokio::test]
+async fn client_connects_with_ca_pem_or_file_and_loads_metadata() {
+    let cluster = FakeCluster::start(2);
+    cluster.add_topic("orders", 3, 2);
+    let client = timeout(WAIT, cluster.client().build())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(client.cluster_id(), "fake");
+    assert_eq!(client.partition_count("orders").await.unwrap(), 3);
+    let tp = floe_client::TopicPartition::new("orders", 1);
+    assert_eq!(client.leader(&tp).await.unwrap(), 2);
+    let unknown = client.partition_count("nope").await.unwrap_err();
+    assert!(matches!(unknown, Error::UnknownTopic { .. }), "{unknown}");
+    client.close().await;
+    assert!(matches!(
+        client.partition_count("new").await,
+        Err(Error::Closed)
+    ));
+
+    let by_file = floe_client::Client::builder()
+        .brokers([cluster.addr(1)])
+        .ca_cert(cluster.ca.ca_path())
+        .build();
+    let by_file = timeout(WAIT, by_file).await.unwrap().unwrap();
+    assert_eq!(by_file.partition_count("orders").await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn wrong_ca_is_a_fatal_connect_error() {
+    let cluster = FakeCluster::start(1);
+    let other = support::TestCa::new();
+    let e = timeout(
+        WAIT,
+        floe_client::Client::builder()
+            .brokers([cluster.addr(1)])
+            .ca_pem(other.pem.clone())
+            .build(),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(matches!(e, Error::Connect { .. }), "{e}");
+    assert!(e.is_fatal(), "{e}");
+}
+
+#[tokio::test]
+async fn unreachable_broker_fails_within_the_timeout() {
+    // A UDP port with nobody behind it: the handshake times out.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    let ca = support::TestCa::new();
+    let started = std::time::Instant::now();
+    let e = timeout(
+        WAIT,
+        floe_client::Client::builder()
+            .brokers([addr])
+            .ca_pem(ca.pem.clone())
+            .request_timeout(Duration::from_millis(300))
+            .build(),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn admin_creates_lists_describes_and_deletes() {
+    let cluster = FakeCluster::start(3);
+    let client = timeout(WAIT, cluster.client().build())
+        .await
+        .unwrap()
+        .unwrap();
+    let admin = client.admin();
+    timeout(
+        WAIT,
+        admin.create_topic(NewTopic::new("a", 3, 1).config("fsync", "always")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let e = timeout(WAIT, admin.create_topic(NewTopic::new("a", 3, 1)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::TopicAlreadyExists));
+    assert!(e.is_fatal());
+    let listed = admin.list_topics().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].name.as_str(), listed[0].partitions), ("a", 3));
+    let d = admin.describe_topics(&["a"]).await.unwrap();
+    assert_eq!(d[0].partitions.len(), 3);
+    assert_eq!(d[0].partitions[1].leader, Some(2));
+    assert_eq!(d[0].replication_factor(), 1);
+    assert_eq!(
+        d[0].configs,
+        vec![("fsync".to_string(), "always".to_string())]
+    );
+    let e = admin.describe_topics(&["missing"]).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnknownTopicOrPartition));
+    let c = admin.describe_cluster().await.unwrap();
+    assert_eq!(
+        (c.cluster_id.as_str(), c.controller, c.brokers.len()),
+        ("fake", Some(1), 3)
+    );
+    admin.delete_topics(&["a"]).await.unwrap();
+    assert!(admin.list_topics().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn admin_retries_not_controller() {
+    let cluster = FakeCluster::start(1);
+    let client = timeout(WAIT, cluster.client().build())
+        .await
+        .unwrap()
+        .unwrap();
+    cluster.with(|s| s.knobs.not_controller = 2);
+    timeout(WAIT, client.admin().create_topic(NewTopic::new("x", 1, 1)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cluster.with(|s| s.knobs.not_controller), 0);
+    // More refusals than retries: the retryable error comes back.
+    cluster.with(|s| s.knobs.not_controller = 100);
+    let e = timeout(WAIT, client.admin().list_topics())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::NotController));
+    assert!(e.is_retryable());
+}
+
+// ---------------------------------------------------------------------------------------
+// Producer
+
+use floe_client::{Compression, Producer, ProducerRecord, WhenFull};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+async fn connect(cluster: &FakeCluster) -> floe_client::Client {
+    timeout(WAIT, cluster.client().build())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn producer_batches_partitions_per_leader_and_keeps_send_order() {
+    let cluster = FakeCluster::start(2);
+    cluster.add_topic("t", 4, 1);
+    cluster.with(|s| s.topics.get_mut("t").unwrap()[3].leader = 2);
+    let client = connect(&cluster).await;
+    let producer = Producer::builder(&client)
+        .linger(Duration::from_millis(20))
+        .compression(Compression::Lz4)
+        .build()
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..200u32 {
+        let record = ProducerRecord::new("t", format!("v{i}")).partition(i % 4);
+        deliveries.push((i, producer.dispatch(record).await.unwrap()));
+    }
+    let mut next = [0u64; 4];
+    for (i, d) in deliveries {
+        let meta = timeout(WAIT, d).await.unwrap().unwrap();
+        assert_eq!(meta.partition, i % 4);
+        // Offsets are dense and in send order within a partition.
+        assert_eq!(meta.offset, next[meta.partition as usize]);
+        next[meta.partition as usize] += 1;
+    }
+    for p in 0..4u32 {
+        let expected: Vec<Vec<u8>> = (0..200u32)
+            .filter(|i| i % 4 == p)
+            .map(|i| format!("v{i}").into_bytes())
+            .collect();
+        assert_eq!(cluster.values("t", p), expected, "partition {p}");
+    }
+    // Partitions 0..3 share leader 1: some request carried several of them.
+    let max_parts = cluster.with(|s| s.stats.produce_partitions.iter().copied().max());
+    assert!(max_parts.unwrap() >= 2, "{max_parts:?}");
+    assert_eq!(producer.buffered_bytes(), 0);
+    producer.close().await.unwrap();
+    let e = producer
+        .send(ProducerRecord::new("t", "late"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Closed));
+}
+
+#[tokio::test]
+async fn keyed_records_follow_the_key_and_unknown_topics_fail() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("k", 8, 1);
+    let client = connect(&cluster).await;
+    let producer = Producer::builder(&client).build().await.unwrap();
+    let a = producer
+        .send(ProducerRecord::new("k", "1").key("user-1"))
+        .await
+        .unwrap();
+    let b = producer
+        .send(ProducerRecord::new("k", "2").key("user-1"))
+        .await
+        .unwrap();
+    assert_eq!(a.partition, b.partition);
+    assert_eq!(b.offset, a.offset + 1);
+    let e = producer
+        .send(ProducerRecord::new("missing", "x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::UnknownTopic { .. }), "{e}");
+    let e = producer
+        .send(ProducerRecord::new("k", "x").partition(8))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::UnknownPartition { partitions: 8, .. }),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn not_leader_refreshes_metadata_and_retries_at_the_new_leader() {
+    let cluster = FakeCluster::start(2);
+    cluster.add_topic("t", 1, 1);
+    let client = connect(&cluster).await;
+    let producer = Producer::builder(&client).build().await.unwrap();
+    producer
+        .send(ProducerRecord::new("t", "before"))
+        .await
+        .unwrap();
+    cluster.with(|s| s.knobs.not_leader_once = Some(("t".into(), 0, 2)));
+    let meta = timeout(WAIT, producer.send(ProducerRecord::new("t", "after")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta.offset, 1);
+    assert_eq!(
+        cluster.values("t", 0),
+        vec![b"before".to_vec(), b"after".to_vec()]
+    );
+    let tp = floe_client::TopicPartition::new("t", 0);
+    assert_eq!(client.leader(&tp).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn lost_response_is_retried_and_deduplicated_with_the_original_offset() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    let client = timeout(
+        WAIT,
+        cluster
+            .client()
+            .request_timeout(Duration::from_millis(300))
+            .build(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let producer = Producer::builder(&client)
+        .retries(10, Duration::from_millis(10))
+        .build()
+        .await
+        .unwrap();
+    producer
+        .send(ProducerRecord::new("t", "first"))
+        .await
+        .unwrap();
+    cluster.with(|s| s.knobs.drop_produce_responses = 1);
+    let meta = timeout(WAIT, producer.send(ProducerRecord::new("t", "second")))
+        .await
+        .unwrap()
+        .unwrap();
+    // The first attempt was appended at 1; the retry resolved with that original offset.
+    assert_eq!(meta.offset, 1);
+    assert_eq!(
+        cluster.values("t", 0),
+        vec![b"first".to_vec(), b"second".to_vec()]
+    );
+    assert_eq!(cluster.with(|s| s.stats.produce_requests), 3);
+    let third = producer
+        .send(ProducerRecord::new("t", "third"))
+        .await
+        .unwrap();
+    assert_eq!(third.offset, 2);
+}
+
+#[tokio::test]
+async fn without_idempotence_a_lost_response_duplicates() {
+    // The control for the test above: the same fault without idempotence appends twice.
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    let client = timeout(
+        WAIT,
+        cluster
+            .client()
+            .request_timeout(Duration::from_millis(300))
+            .build(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let producer = Producer::builder(&client)
+        .idempotence(false)
+        .retries(10, Duration::from_millis(10))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(producer.producer_id(), None);
+    cluster.with(|s| s.knobs.drop_produce_responses = 1);
+    let meta = timeout(WAIT, producer.send(ProducerRecord::new("t", "x")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta.offset, 1);
+    assert_eq!(cluster.values("t", 0).len(), 2);
+}
+
+#[tokio::test]
+async fn slow_broker_times_out_and_the_delivery_timeout_ends_retries() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    let client = timeout(
+        WAIT,
+        cluster
+            .client()
+            .request_timeout(Duration::from_millis(100))
+            .build(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let producer = Producer::builder(&client)
+        .retries(u32::MAX, Duration::from_millis(20))
+        .delivery_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    cluster.with(|s| s.knobs.produce_delay = Some(Duration::from_secs(5)));
+    let started = std::time::Instant::now();
+    let e = timeout(WAIT, producer.send(ProducerRecord::new("t", "x")))
+        .await
+        .unwrap()
+        .unwrap_err();
+    let Error::DeliveryTimeout { last, .. } = &e else {
+        panic!("{e}")
+    };
+    assert!(matches!(**last, Error::Timeout { .. }), "{last}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(e.is_fatal());
+}
+
+#[tokio::test]
+async fn fatal_errors_are_typed_and_not_retried() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    let client = connect(&cluster).await;
+    let producer = Producer::builder(&client).build().await.unwrap();
+    cluster.with(|s| s.knobs.refuse_produce = Some(ErrorCode::CorruptBatch));
+    let e = producer
+        .send(ProducerRecord::new("t", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::CorruptBatch));
+    assert!(e.is_fatal());
+    assert_eq!(cluster.with(|s| s.stats.produce_requests), 1);
+    cluster.with(|s| s.knobs.refuse_produce = None);
+
+    // A newer epoch of the same producer id exists: fenced.
+    let (pid, _) = producer.producer_id().unwrap();
+    cluster.with(|s| {
+        s.topics.get_mut("t").unwrap()[0].producers.insert(
+            pid,
+            support::ProducerState {
+                epoch: 5,
+                batches: vec![],
+            },
+        );
+    });
+    let e = producer
+        .send(ProducerRecord::new("t", "x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::ProducerFenced { producer_id, .. } if producer_id == pid),
+        "{e}"
+    );
+
+    // The broker already has sequences 0..=4 of this producer: sequence 0 of a one-record
+    // batch leaves a gap.
+    let other = Producer::builder(&client).build().await.unwrap();
+    let (pid, _) = other.producer_id().unwrap();
+    cluster.with(|s| {
+        s.topics.get_mut("t").unwrap()[0].producers.insert(
+            pid,
+            support::ProducerState {
+                epoch: 0,
+                batches: vec![(0, 4, 0)],
+            },
+        );
+    });
+    let e = other.send(ProducerRecord::new("t", "x")).await.unwrap_err();
+    assert!(
+        matches!(e, Error::OutOfOrderSequence { sequence: 0, .. }),
+        "{e}"
+    );
+    assert!(cluster.values("t", 0).is_empty());
+}
+
+#[tokio::test]
+async fn full_buffer_fails_or_waits_as_configured() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    let client = connect(&cluster).await;
+    // Acknowledgements take 400 ms, so the buffer fills.
+    cluster.with(|s| s.knobs.produce_delay = Some(Duration::from_millis(400)));
+    let value = vec![7u8; 1000];
+    let failing = Producer::builder(&client)
+        .buffer_memory(4096)
+        .batch_size(1024)
+        .when_full(WhenFull::Fail)
+        .build()
+        .await
+        .unwrap();
+    let mut accepted = Vec::new();
+    let e = loop {
+        match failing
+            .dispatch(ProducerRecord::new("t", value.clone()))
+            .await
+        {
+            Ok(d) => accepted.push(d),
+            Err(e) => break e,
+        }
+        assert!(accepted.len() < 10, "the buffer never filled");
+    };
+    assert!(matches!(e, Error::BufferFull { capacity: 4096, .. }), "{e}");
+    assert!(failing.buffered_bytes() <= 4096);
+    assert_eq!(accepted.len(), 3);
+    for d in accepted {
+        timeout(WAIT, d).await.unwrap().unwrap();
+    }
+    assert_eq!(failing.buffered_bytes(), 0);
+
+    let waiting = Producer::builder(&client)
+        .buffer_memory(4096)
+        .batch_size(1024)
+        .when_full(WhenFull::Wait)
+        .max_block(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut pending = Vec::new();
+    for _ in 0..6 {
+        pending.push(
+            timeout(
+                WAIT,
+                waiting.dispatch(ProducerRecord::new("t", value.clone())),
+            )
+            .await
+            .unwrap()
+            .unwrap(),
+        );
+        assert!(waiting.buffered_bytes() <= 4096);
+    }
+    // The fourth record had to wait for the first acknowledgements.
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    for d in pending {
+        timeout(WAIT, d).await.unwrap().unwrap();
+    }
+    let short = Producer::builder(&client)
+        .buffer_memory(2048)
+        .batch_size(1024)
+        .max_block(Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+    let _held = short
+        .dispatch(ProducerRecord::new("t", value.clone()))
+        .await
+        .unwrap();
+    let _held2 = short
+        .dispatch(ProducerRecord::new("t", value.clone()))
+        .await;
+    let e = short
+        .dispatch(ProducerRecord::new("t", value.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::BufferFull { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn callbacks_fire_and_flush_waits_for_them() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 2, 1);
+    let client = connect(&cluster).await;
+    let producer = Producer::builder(&client)
+        .linger(Duration::from_secs(30))
+        .compression(Compression::None)
+        .build()
+        .await
+        .unwrap();
+    let delivered = Arc::new(AtomicUsize::new(0));
+    for i in 0..50 {
+        let delivered = delivered.clone();
+        producer
+            .send_with_callback(ProducerRecord::new("t", format!("{i}")), move |r| {
+                assert!(r.is_ok());
+                delivered.fetch_add(1, Ordering::SeqCst);
+            })
+            .await
+            .unwrap();
+    }
+    // Linger is 30 s: nothing goes out until flush.
+    assert_eq!(delivered.load(Ordering::SeqCst), 0);
+    timeout(WAIT, producer.flush()).await.unwrap().unwrap();
+    assert_eq!(delivered.load(Ordering::SeqCst), 50);
+    assert_eq!(
+        cluster.values("t", 0).len() + cluster.values("t", 1).len(),
+        50
+    );
+    // A dropped Delivery still delivers (fire and forget), and close flushes.
+    drop(
+        producer
+            .dispatch(ProducerRecord::new("t", "last"))
+            .await
+            .unwrap(),
+    );
+    timeout(WAIT, producer.close()).await.unwrap().unwrap();
+    assert_eq!(
+        cluster.values("t", 0).len() + cluster.values("t", 1).len(),
+        51
+    );
+}
