@@ -5,7 +5,8 @@
 //!   `[base_offset, next_offset)`, its term the header's term, its payload the batch bytes as
 //!   stored (zero-copy from the segment; base offset and term stamped).
 //! - A no-op or configuration entry is a one-record control batch
-//!   ([`BatchBuilder::control`] + [`ControlRecord`]), decoded back on read.
+//!   ([`BatchBuilder::control`] + [`ControlRecord`], timestamp 0 so that every replica encodes
+//!   it to the same bytes), decoded back on read.
 //! - Term at an offset comes from [`floe_storage::Log::batch_header_at`], truncation from
 //!   `truncate_suffix`, the log start from `log_start`.
 //! - The Raft hard state lives in `raft.hardstate` ([`HardStateFile`]); the damage mark, which
@@ -204,7 +205,7 @@ impl RaftLog {
         &self.log
     }
 
-    /// Sets the clock used to time-stamp control batches and age segments.
+    /// Sets the clock used to age segments.
     pub fn set_now_ms(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
     }
@@ -300,14 +301,14 @@ impl RaftLog {
                 }
                 payload.to_vec()
             }
-            EntryKind::Noop => control_batch(&ControlRecord::NoOp, self.now_ms)?,
+            EntryKind::Noop => control_batch(&ControlRecord::NoOp)?,
             EntryKind::Config(m) => {
                 let rec = ControlRecord::RaftConfig(RaftConfig {
                     voters: m.voters().iter().map(|n| n.0).collect(),
                     learners: m.learners().iter().map(|n| n.0).collect(),
                     outgoing_voters: Vec::new(),
                 });
-                control_batch(&rec, self.now_ms)?
+                control_batch(&rec)?
             }
         };
         // Validates (header, size limit, CRC) and stamps base offset = log end and the term.
@@ -325,11 +326,12 @@ impl RaftLog {
     }
 }
 
-fn control_batch(rec: &ControlRecord, now_ms: u64) -> Result<Vec<u8>, RaftLogError> {
+/// Encodes a control entry. The timestamp is always 0: a follower re-encodes the entries it
+/// receives, and every replica must produce the same bytes (logs are byte-identical).
+fn control_batch(rec: &ControlRecord) -> Result<Vec<u8>, RaftLogError> {
     let mut b = BatchBuilder::control();
-    let ts = i64::try_from(now_ms).unwrap_or(i64::MAX);
     let built = b
-        .append_control(ts, rec)
+        .append_control(0, rec)
         .and_then(|()| b.finish())
         // A one-record control batch is a few dozen bytes: far below any limit.
         .map_err(|_| RaftLogError::BadControl {

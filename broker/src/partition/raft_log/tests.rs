@@ -400,3 +400,20 @@ fn open_finishes_a_compaction_a_crash_interrupted() {
     assert_eq!((log.start(), log.end()), (Offset(5), Offset(7)));
     assert_eq!(log.snapshot().expect("snapshot"), snap);
 }
+
+#[test]
+fn control_entries_encode_to_the_same_bytes_on_every_replica() {
+    let mut a = open(Arc::new(MemDir::new())).log;
+    let mut b = open(Arc::new(MemDir::new())).log;
+    a.set_now_ms(5);
+    b.set_now_ms(99_999);
+    for log in [&mut a, &mut b] {
+        log.append(&[
+            Entry::noop(Offset(0), Term(1)),
+            Entry::config(Offset(1), Term(1), members()),
+        ])
+        .expect("append");
+    }
+    let bytes = |l: &RaftLog| l.storage().read(0, 1 << 20).expect("read").bytes;
+    assert_eq!(bytes(&a), bytes(&b));
+}

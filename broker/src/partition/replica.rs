@@ -1,0 +1,369 @@
+//! One replica of one partition: a Raft core over the partition log, driven sans-IO.
+//!
+//! The driver (a tokio task in the server, a loop in tests) calls the inputs —
+//! [`Replica::tick`], [`Replica::handle_message`], [`Replica::produce`] — and then drains the
+//! outputs: [`Replica::poll_message`] (send to peers) and [`Replica::poll_ack`] (answer
+//! producers). Each input carries out the persistence the core asks for before it returns, in
+//! the order the core demands: entries appended and fsynced, then the hard state written, then
+//! [`floe_raft::Raft::handle_persisted`]; only after that does the core release the messages
+//! that depend on it (votes, append acknowledgements).
+//!
+//! Acknowledgements: `acks=all` is answered once the high watermark (commit end) passes the
+//! batch's end, `acks=leader` once the local log is durable past it. A batch a deposed leader
+//! appended but a new leader overwrote is answered with [`ProduceError::Overwritten`] (it is
+//! certainly not in the log, so a retry cannot duplicate it).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use floe_protocol::batch::validate_batch;
+use floe_raft::{
+    Config, EntryMeta, Log, Membership, Message, NodeId, ProposeError, Raft, RaftError, Role, Term,
+};
+use floe_storage::backend::Directory;
+use floe_storage::{LogConfig, ReadBatches};
+
+use super::error::{FetchError, ProduceError, ReplicaError};
+use super::raft_log::{Opened, RaftLog};
+
+/// Most persistence rounds one input may cause (a guard: one or two is the norm).
+const MAX_DRIVE_ROUNDS: usize = 64;
+/// Committed entries handed over per poll.
+const COMMITTED_BYTES_PER_POLL: usize = 4 << 20;
+
+/// When a producer is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Acks {
+    /// Once a quorum holds the batch (committed: below the high watermark).
+    All,
+    /// Once the leader's own log holds it durably.
+    Leader,
+}
+
+/// Where a produced batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Produced {
+    /// Offset of its first record.
+    pub base_offset: u64,
+    /// One past its last record.
+    pub next_offset: u64,
+    /// The term it was appended in.
+    pub term: u64,
+}
+
+/// The answer to one produce, identified by the caller's token.
+#[derive(Debug)]
+pub struct ProduceAck {
+    /// The token given to [`Replica::produce`].
+    pub token: u64,
+    /// Where the batch landed, or why it did not.
+    pub result: Result<Produced, ProduceError>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    token: u64,
+    meta: EntryMeta,
+    acks: Acks,
+}
+
+/// Options for one replica.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// The Raft group's tunables (node id, ticks, flow control, seed).
+    pub raft: Config,
+    /// The partition log's configuration.
+    pub log: LogConfig,
+}
+
+/// One partition replica. See the module docs.
+#[derive(Debug)]
+pub struct Replica {
+    raft: Raft<RaftLog>,
+    max_batch_bytes: u32,
+    pending: Vec<Pending>,
+    acks: VecDeque<ProduceAck>,
+    outbox: VecDeque<Message>,
+    stopped: bool,
+}
+
+impl Replica {
+    /// Opens (recovers) the partition directory `dir` and starts the Raft core. `bootstrap`
+    /// is the group's founding membership (ignored once the log holds a configuration).
+    pub fn open(
+        dir: Arc<dyn Directory>,
+        cfg: ReplicaConfig,
+        bootstrap: Membership,
+        now_ms: u64,
+    ) -> Result<Replica, ReplicaError> {
+        let max_batch_bytes = cfg.log.max_batch_bytes;
+        let Opened { log, hard_state } = RaftLog::open(dir, cfg.log, now_ms)?;
+        let mut raft = Raft::new(cfg.raft, log, hard_state, bootstrap)?;
+        // A partition log has no state machine: everything committed is "applied".
+        raft.handle_applied(raft.commit_end());
+        Ok(Replica {
+            raft,
+            max_batch_bytes,
+            pending: Vec::new(),
+            acks: VecDeque::new(),
+            outbox: VecDeque::new(),
+            stopped: false,
+        })
+    }
+
+    // ----- getters -----
+
+    /// This replica's node id.
+    pub fn id(&self) -> NodeId {
+        self.raft.id()
+    }
+
+    /// Its role.
+    pub fn role(&self) -> Role {
+        self.raft.role()
+    }
+
+    /// Whether it leads its term.
+    pub fn is_leader(&self) -> bool {
+        self.raft.role() == Role::Leader
+    }
+
+    /// The leader it knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.leader()
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.raft.term()
+    }
+
+    /// The high watermark: every offset below it is committed.
+    pub fn high_watermark(&self) -> u64 {
+        self.raft.commit_end().0
+    }
+
+    /// The local log's end (committed or not).
+    pub fn log_end(&self) -> u64 {
+        self.raft.log().end().0
+    }
+
+    /// The local log's start.
+    pub fn log_start(&self) -> u64 {
+        self.raft.log().start().0
+    }
+
+    /// The Raft core, for inspection (metrics, tests).
+    pub fn raft(&self) -> &Raft<RaftLog> {
+        &self.raft
+    }
+
+    /// Produce requests not answered yet.
+    pub fn pending_produces(&self) -> usize {
+        self.pending.len()
+    }
+
+    // ----- inputs -----
+
+    /// One tick of logical time; `now_ms` is the caller's clock (for batch timestamps of
+    /// control entries and segment ages).
+    pub fn tick(&mut self, now_ms: u64) -> Result<(), ReplicaError> {
+        self.check_running()?;
+        self.raft.log_mut().set_now_ms(now_ms);
+        let r = self.raft.handle_tick();
+        self.after(r.map_err(ReplicaError::from))
+    }
+
+    /// A message from a peer replica of this group.
+    pub fn handle_message(&mut self, msg: Message) -> Result<(), ReplicaError> {
+        self.check_running()?;
+        let r = self.raft.handle_message(msg);
+        self.after(r.map_err(ReplicaError::from))
+    }
+
+    /// Proposes a producer's batch. On the leader it is validated (header, size limit, CRC;
+    /// no control batches), stamped with its base offset and the term, and appended through
+    /// the storage log; the answer comes later from [`Replica::poll_ack`] with `token`.
+    /// Rejections come back at once.
+    pub fn produce(&mut self, token: u64, batch: Bytes, acks: Acks) -> Result<(), ProduceError> {
+        self.check_running()?;
+        if self.raft.role() != Role::Leader {
+            return Err(ProduceError::NotLeader {
+                leader: self.raft.leader(),
+            });
+        }
+        let h = validate_batch(&batch, self.max_batch_bytes)?;
+        if h.batch_len as usize != batch.len() {
+            return Err(ProduceError::LengthMismatch {
+                batch_len: h.batch_len,
+                buf_len: batch.len(),
+            });
+        }
+        if h.is_control() {
+            return Err(ProduceError::ControlBatch);
+        }
+        let meta = match self.raft.propose(batch, u64::from(h.record_count)) {
+            Ok(meta) => meta,
+            Err(ProposeError::NotLeader { leader }) => {
+                return Err(ProduceError::NotLeader { leader });
+            }
+            Err(ProposeError::TransferInProgress { .. }) => {
+                return Err(ProduceError::LeaderNotAvailable);
+            }
+            // Validated above: a batch holds at least one record.
+            Err(ProposeError::EmptyBatch) => {
+                return Err(ProduceError::InvalidBatch(
+                    floe_protocol::batch::HeaderError::BadRecordCount {
+                        record_count: h.record_count,
+                        last_offset_delta: h.last_offset_delta,
+                    },
+                ));
+            }
+            Err(ProposeError::Fatal(e)) => {
+                self.stopped = true;
+                return Err(ReplicaError::from(e).into());
+            }
+        };
+        self.pending.push(Pending { token, meta, acks });
+        self.after(Ok(())).map_err(ProduceError::from)
+    }
+
+    /// Committed batches from `offset` (up to about `max_bytes`, whole batches, zero-copy),
+    /// never above the high watermark: a consumer never sees what a leader change could undo.
+    /// Control batches are included; consumers skip them by their attribute bit.
+    pub fn read_committed(&self, offset: u64, max_bytes: usize) -> Result<ReadBatches, FetchError> {
+        let (start, hw) = (self.log_start(), self.high_watermark());
+        if offset < start || offset > hw {
+            return Err(FetchError::OffsetOutOfRange {
+                offset,
+                start,
+                high_watermark: hw,
+            });
+        }
+        Ok(self.raft.log().read_until(offset, max_bytes, hw)?)
+    }
+
+    // ----- outputs -----
+
+    /// The next message to send to a peer replica.
+    pub fn poll_message(&mut self) -> Option<Message> {
+        self.outbox.pop_front()
+    }
+
+    /// The next produce answer.
+    pub fn poll_ack(&mut self) -> Option<ProduceAck> {
+        self.acks.pop_front()
+    }
+
+    /// Clean shutdown: sync and checkpoint the log. Unanswered produces are dropped (their
+    /// callers time out; the batches may still commit under a new leader).
+    pub fn close(self) -> Result<(), ReplicaError> {
+        Ok(self.raft.into_log().close()?)
+    }
+
+    // ----- the drive loop -----
+
+    fn check_running(&self) -> Result<(), ReplicaError> {
+        if self.stopped {
+            return Err(ReplicaError::Stopped);
+        }
+        Ok(())
+    }
+
+    /// Finishes an input: on success drives the core, on failure stops the replica.
+    fn after(&mut self, input: Result<(), ReplicaError>) -> Result<(), ReplicaError> {
+        let r = input.and_then(|()| self.drive());
+        if r.is_err() {
+            self.stopped = true;
+        }
+        r
+    }
+
+    /// Carries out persistence, collects messages, hands over committed entries and answers
+    /// producers, until the core has nothing more to say.
+    fn drive(&mut self) -> Result<(), ReplicaError> {
+        for _ in 0..MAX_DRIVE_ROUNDS {
+            let mut progressed = false;
+            while let Some(req) = self.raft.poll_persist() {
+                // 1. Entries: everything written so far becomes durable (group commit).
+                let log = self.raft.log_mut();
+                log.sync()?;
+                // 2. Hard state, atomically, after the entries it may refer to.
+                if let Some(hs) = &req.hard_state {
+                    log.store_hard_state(hs)?;
+                }
+                // 3. Only now does the core count it done (and release dependent messages).
+                self.raft.handle_persisted(req.id)?;
+                progressed = true;
+            }
+            while let Some(msg) = self.raft.poll_message() {
+                self.outbox.push_back(msg);
+                progressed = true;
+            }
+            if let Some(snap) = self.raft.poll_snapshot()? {
+                self.raft.handle_applied(snap.meta.end);
+                progressed = true;
+            }
+            loop {
+                let committed = self.raft.poll_committed(COMMITTED_BYTES_PER_POLL)?;
+                let Some(last) = committed.last() else { break };
+                self.raft.handle_applied(last.end());
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.resolve_acks()
+    }
+
+    /// Answers every pending produce whose fate is known.
+    fn resolve_acks(&mut self) -> Result<(), ReplicaError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let commit = self.raft.commit_end();
+        let durable = self.raft.durable_end();
+        let leading_same_term =
+            |term: Term| self.raft.role() == Role::Leader && self.raft.term() == term;
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = &self.pending[i];
+            // A leader never overwrites its own log: only after a term change can the batch be
+            // gone. Then it is still there iff the entry at its position is exactly it.
+            let present = leading_same_term(p.meta.term)
+                || self
+                    .raft
+                    .log()
+                    .entry_meta(p.meta.first)
+                    .map_err(|e| ReplicaError::Raft(RaftError::Log(e)))?
+                    == Some(p.meta);
+            let done = match p.acks {
+                Acks::All => commit >= p.meta.end,
+                Acks::Leader => durable >= p.meta.end,
+            };
+            if present && !done {
+                i += 1;
+                continue;
+            }
+            let p = self.pending.remove(i);
+            let result = if present {
+                Ok(Produced {
+                    base_offset: p.meta.first.0,
+                    next_offset: p.meta.end.0,
+                    term: p.meta.term.0,
+                })
+            } else {
+                Err(ProduceError::Overwritten {
+                    leader: self.raft.leader(),
+                })
+            };
+            self.acks.push_back(ProduceAck {
+                token: p.token,
+                result,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,595 @@
+//! Three partition replicas in one process: messages through an in-memory queue (seeded
+//! delivery order, no QUIC), a tick loop with bounded iterations. Elect, produce with
+//! acks=all, check byte-identical logs and that consumers never see above the high watermark;
+//! kill and restart leaders and followers (reopen = recovery) and lose nothing acknowledged.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use floe_broker::partition::{Acks, FetchError, ProduceError, Produced, Replica, ReplicaConfig};
+use floe_protocol::ErrorCode;
+use floe_protocol::batch::{BatchBuilder, BatchLimits, BatchView, CompressionCodec};
+use floe_raft::rng::SplitMix64;
+use floe_raft::{Config, Membership, Message, NodeId};
+use floe_storage::LogConfig;
+use floe_storage::backend::{CrashMode, Directory, FaultDir, FileDir, MemDir};
+
+const MAX_TICKS: usize = 400;
+
+/// How a node's directory behaves across a kill.
+#[derive(Clone, Debug)]
+enum Disk {
+    /// Shared in memory: a kill keeps everything written (process kill, page cache survives).
+    Mem(Arc<dyn Directory>),
+    /// Power loss: only what was fsynced survives the kill.
+    Fault(FaultDir),
+}
+
+impl Disk {
+    fn dir(&self) -> Arc<dyn Directory> {
+        match self {
+            Disk::Mem(d) => d.clone(),
+            Disk::Fault(f) => Arc::new(f.clone()),
+        }
+    }
+
+    fn after_kill(&self) -> Disk {
+        match self {
+            Disk::Mem(d) => Disk::Mem(d.clone()),
+            Disk::Fault(f) => Disk::Fault(f.crash(CrashMode::DropUnsynced)),
+        }
+    }
+}
+
+struct Node {
+    id: u64,
+    disk: Disk,
+    replica: Option<Replica>,
+}
+
+struct Cluster {
+    seed: u64,
+    rng: SplitMix64,
+    nodes: Vec<Node>,
+    now_ms: u64,
+    acks: BTreeMap<u64, Result<Produced, ProduceError>>,
+    /// Every (offset → batch bytes) a consumer was served, to check against the final logs.
+    seen: BTreeMap<u64, Bytes>,
+    next_token: u64,
+}
+
+fn members() -> Membership {
+    Membership::new([NodeId(1), NodeId(2), NodeId(3)], [])
+}
+
+fn log_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 16 << 10,
+        max_batch_bytes: 4 << 10,
+        ..LogConfig::default()
+    }
+}
+
+impl Cluster {
+    fn new(seed: u64, disks: Vec<Disk>) -> Cluster {
+        let mut c = Cluster {
+            seed,
+            rng: SplitMix64::new(seed),
+            nodes: Vec::new(),
+            now_ms: 1_000,
+            acks: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            next_token: 0,
+        };
+        for (i, disk) in disks.into_iter().enumerate() {
+            let id = i as u64 + 1;
+            c.nodes.push(Node {
+                id,
+                disk,
+                replica: None,
+            });
+            c.start(id);
+        }
+        c
+    }
+
+    fn in_memory(seed: u64) -> Cluster {
+        Cluster::new(
+            seed,
+            (0..3)
+                .map(|_| Disk::Mem(Arc::new(MemDir::new()) as Arc<dyn Directory>))
+                .collect(),
+        )
+    }
+
+    fn node(&mut self, id: u64) -> &mut Node {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    fn replica(&mut self, id: u64) -> &mut Replica {
+        let seed = self.seed;
+        self.node(id)
+            .replica
+            .as_mut()
+            .unwrap_or_else(|| panic!("seed {seed}: node {id} is down"))
+    }
+
+    /// Opens the node's directory: a start, or a restart with recovery.
+    fn start(&mut self, id: u64) {
+        let mut raft = Config::new(NodeId(id));
+        raft.seed = self.seed.wrapping_mul(31).wrapping_add(id);
+        let cfg = ReplicaConfig {
+            raft,
+            log: log_config(),
+        };
+        let now = self.now_ms;
+        let node = self.node(id);
+        let replica = Replica::open(node.disk.dir(), cfg, members(), now).expect("open replica");
+        node.replica = Some(replica);
+    }
+
+    /// Kills the node (no clean close); its disk keeps what the disk model says.
+    fn kill(&mut self, id: u64) {
+        let node = self.node(id);
+        node.replica = None;
+        node.disk = node.disk.after_kill();
+    }
+
+    fn up(&self) -> impl Iterator<Item = u64> + '_ {
+        self.nodes
+            .iter()
+            .filter(|n| n.replica.is_some())
+            .map(|n| n.id)
+    }
+
+    /// Delivers messages until none are left (bounded), in a seeded random order; messages to
+    /// a down node are lost.
+    fn pump(&mut self) {
+        for _ in 0..50 {
+            let mut batch: Vec<Message> = Vec::new();
+            let ids: Vec<u64> = self.up().collect();
+            for id in ids {
+                let Some(r) = self.nodes[(id - 1) as usize].replica.as_mut() else {
+                    continue;
+                };
+                while let Some(m) = r.poll_message() {
+                    batch.push(m);
+                }
+                while let Some(ack) = r.poll_ack() {
+                    self.acks.insert(ack.token, ack.result);
+                }
+            }
+            if batch.is_empty() {
+                return;
+            }
+            // Seeded shuffle: Raft must cope with any delivery order.
+            for i in (1..batch.len()).rev() {
+                let j = self.rng.below(i as u64 + 1) as usize;
+                batch.swap(i, j);
+            }
+            for m in batch {
+                let to = m.to.0;
+                if let Some(r) = self
+                    .nodes
+                    .get_mut((to - 1) as usize)
+                    .and_then(|n| n.replica.as_mut())
+                {
+                    r.handle_message(m).expect("handle message");
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        self.now_ms += 10;
+        let now = self.now_ms;
+        let ids: Vec<u64> = self.up().collect();
+        for id in ids {
+            self.replica(id).tick(now).expect("tick");
+        }
+        self.pump();
+        self.consume_everywhere();
+    }
+
+    /// Runs ticks until `done` holds, at most `MAX_TICKS`.
+    fn run_until(&mut self, what: &str, mut done: impl FnMut(&mut Cluster) -> bool) {
+        for _ in 0..MAX_TICKS {
+            if done(self) {
+                return;
+            }
+            self.tick();
+        }
+        panic!(
+            "seed {}: not reached within {MAX_TICKS} ticks: {what}",
+            self.seed
+        );
+    }
+
+    fn leader(&self) -> Option<u64> {
+        let leaders: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|n| n.replica.as_ref().is_some_and(Replica::is_leader))
+            .map(|n| n.id)
+            .collect();
+        // Two leaders may coexist only in different terms; take the newest.
+        leaders.into_iter().max_by_key(|&id| {
+            self.nodes[(id - 1) as usize]
+                .replica
+                .as_ref()
+                .map(|r| r.term())
+        })
+    }
+
+    fn elect(&mut self) -> u64 {
+        self.run_until("a leader", |c| c.leader().is_some());
+        self.leader().expect("leader")
+    }
+
+    /// Produces one batch holding `value` at the current leader; returns its token.
+    fn produce(&mut self, value: &str, acks: Acks) -> u64 {
+        let leader = self.elect();
+        self.next_token += 1;
+        let token = self.next_token;
+        self.replica(leader)
+            .produce(token, batch_of(&[value]), acks)
+            .expect("produce accepted");
+        self.pump();
+        token
+    }
+
+    fn wait_acked(&mut self, tokens: &[u64]) {
+        let tokens = tokens.to_vec();
+        self.run_until("produces acknowledged", |c| {
+            tokens.iter().all(|t| c.acks.contains_key(t))
+        });
+    }
+
+    /// Every live replica acts as a consumer: reads everything committed and checks the reads
+    /// stay below its high watermark.
+    fn consume_everywhere(&mut self) {
+        let seed = self.seed;
+        let mut served = Vec::new();
+        for n in &self.nodes {
+            let Some(r) = &n.replica else { continue };
+            let hw = r.high_watermark();
+            let mut at = r.log_start();
+            for _ in 0..10_000 {
+                let read = r.read_committed(at, 64 << 10).expect("read committed");
+                assert!(
+                    read.next_offset <= hw,
+                    "seed {seed}: node {} served up to {} above its high watermark {hw}",
+                    n.id,
+                    read.next_offset
+                );
+                if read.bytes.is_empty() {
+                    break;
+                }
+                for b in read.batches() {
+                    let base = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+                    served.push((base, b, n.id, hw));
+                }
+                at = read.next_offset;
+            }
+            assert!(
+                matches!(
+                    r.read_committed(hw + 1, 1024),
+                    Err(FetchError::OffsetOutOfRange { .. })
+                ),
+                "seed {seed}: a read above the high watermark must fail"
+            );
+        }
+        for (base, b, node, hw) in served {
+            let prev = self.seen.insert(base, b.clone());
+            if let Some(p) = prev.filter(|p| *p != b) {
+                let h = |x: &Bytes| floe_protocol::batch::BatchHeader::parse(x).expect("header");
+                panic!(
+                    "seed {seed}: offset {base} was served with two different batches; \
+                     node {node} (hw {hw}) now serves {:?}, before {:?}",
+                    h(&b),
+                    h(&p)
+                );
+            }
+        }
+    }
+
+    /// The committed log of `id` as (base offset, batch bytes).
+    fn committed_log(&mut self, id: u64) -> Vec<(u64, Bytes)> {
+        let r = self.replica(id);
+        let mut out = Vec::new();
+        let mut at = r.log_start();
+        for _ in 0..10_000 {
+            let read = r.read_committed(at, 64 << 10).expect("read");
+            if read.bytes.is_empty() {
+                break;
+            }
+            for b in read.batches() {
+                out.push((u64::from_le_bytes(b[..8].try_into().expect("8")), b));
+            }
+            at = read.next_offset;
+        }
+        out
+    }
+
+    /// All live replicas converge: same high watermark = same log end, byte-identical logs.
+    fn converge(&mut self) {
+        self.run_until("replicas converge", |c| {
+            let ends: Vec<(u64, u64)> = c
+                .nodes
+                .iter()
+                .filter_map(|n| n.replica.as_ref())
+                .map(|r| (r.high_watermark(), r.log_end()))
+                .collect();
+            ends.windows(2).all(|w| w[0] == w[1]) && ends.iter().all(|(hw, end)| hw == end)
+        });
+        let ids: Vec<u64> = self.up().collect();
+        let first = self.committed_log(ids[0]);
+        for &id in &ids[1..] {
+            assert!(
+                self.committed_log(id) == first,
+                "seed {}: node {id}'s log differs from node {}'s",
+                self.seed,
+                ids[0]
+            );
+        }
+        // Everything a consumer was ever served is in the final log, byte for byte.
+        let final_log: BTreeMap<u64, Bytes> = first.into_iter().collect();
+        for (base, b) in &self.seen {
+            assert_eq!(
+                final_log.get(base),
+                Some(b),
+                "seed {}: served batch at {base} is not in the final log",
+                self.seed
+            );
+        }
+    }
+
+    /// Every acknowledged value is in the final log exactly once, at its acknowledged offset.
+    fn check_acknowledged(&mut self, produced: &BTreeMap<u64, String>) {
+        let ids: Vec<u64> = self.up().collect();
+        let values = values_by_offset(&self.committed_log(ids[0]));
+        for (token, value) in produced {
+            let Some(Ok(p)) = self.acks.get(token) else {
+                continue;
+            };
+            assert_eq!(
+                values.get(&p.base_offset),
+                Some(value),
+                "seed {}: acknowledged {value:?} at {} is lost",
+                self.seed,
+                p.base_offset
+            );
+            let copies = values.values().filter(|v| *v == value).count();
+            assert_eq!(
+                copies, 1,
+                "seed {}: {value:?} appears {copies} times",
+                self.seed
+            );
+        }
+    }
+}
+
+fn batch_of(values: &[&str]) -> Bytes {
+    let mut b = BatchBuilder::new(CompressionCodec::None);
+    for v in values {
+        b.append(0, None, Some(v.as_bytes()), &[]).expect("append");
+    }
+    b.finish().expect("finish")
+}
+
+/// Record values of data batches by offset (control batches skipped).
+fn values_by_offset(log: &[(u64, Bytes)]) -> BTreeMap<u64, String> {
+    let mut out = BTreeMap::new();
+    for (base, b) in log {
+        let view = BatchView::parse(b.clone(), BatchLimits::default()).expect("valid batch");
+        if view.is_control() {
+            continue;
+        }
+        let records = view.records().expect("records");
+        for (i, r) in records.iter().enumerate() {
+            let r = r.expect("record");
+            let v = String::from_utf8(r.value.expect("value").to_vec()).expect("utf-8");
+            out.insert(base + i as u64, v);
+        }
+    }
+    out
+}
+
+fn produce_many(c: &mut Cluster, tag: &str, n: usize, produced: &mut BTreeMap<u64, String>) {
+    let mut tokens = Vec::new();
+    for i in 0..n {
+        let value = format!("{tag}-{i}");
+        let token = c.produce(&value, Acks::All);
+        produced.insert(token, value);
+        tokens.push(token);
+        if i % 4 == 3 {
+            c.tick();
+        }
+    }
+    c.wait_acked(&tokens);
+    for t in &tokens {
+        assert!(
+            matches!(c.acks.get(t), Some(Ok(_))),
+            "seed {}: produce {t} failed: {:?}",
+            c.seed,
+            c.acks.get(t)
+        );
+    }
+}
+
+#[test]
+fn elect_produce_and_replicate() {
+    for seed in [1, 2, 3] {
+        let mut c = Cluster::in_memory(seed);
+        let mut produced = BTreeMap::new();
+        produce_many(&mut c, "a", 40, &mut produced);
+        // Offsets acknowledged are increasing in produce order and never reused.
+        let offsets: Vec<u64> = produced
+            .keys()
+            .map(|t| match &c.acks[t] {
+                Ok(p) => p.base_offset,
+                Err(e) => panic!("seed {seed}: {e}"),
+            })
+            .collect();
+        assert!(
+            offsets.windows(2).all(|w| w[0] < w[1]),
+            "seed {seed}: {offsets:?}"
+        );
+        c.converge();
+        c.check_acknowledged(&produced);
+        let hw = c.replica(1).high_watermark();
+        assert!(hw >= 40, "seed {seed}: 40 records and a no-op, hw {hw}");
+    }
+}
+
+#[test]
+fn a_killed_leader_loses_nothing_acknowledged_and_catches_up_after_restart() {
+    for seed in [11, 12] {
+        let disks = (0..3).map(|_| Disk::Fault(FaultDir::new())).collect();
+        let mut c = Cluster::new(seed, disks);
+        let mut produced = BTreeMap::new();
+        produce_many(&mut c, "before", 20, &mut produced);
+        let old = c.elect();
+        // Some produces in flight when the leader dies (power loss: unsynced data is gone).
+        for i in 0..3 {
+            let t = c.produce(&format!("inflight-{i}"), Acks::All);
+            produced.insert(t, format!("inflight-{i}"));
+        }
+        c.kill(old);
+        let new = c.elect();
+        assert_ne!(new, old, "seed {seed}");
+        produce_many(&mut c, "after", 20, &mut produced);
+        c.start(old);
+        c.converge();
+        c.check_acknowledged(&produced);
+        assert_eq!(
+            c.replica(old).log_end(),
+            c.replica(new).log_end(),
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn a_follower_that_was_down_catches_up() {
+    let seed = 21;
+    let mut c = Cluster::in_memory(seed);
+    let mut produced = BTreeMap::new();
+    produce_many(&mut c, "one", 5, &mut produced);
+    let leader = c.elect();
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    c.kill(follower);
+    produce_many(&mut c, "two", 30, &mut produced);
+    let behind = {
+        let f = c.node(follower);
+        f.replica.is_none()
+    };
+    assert!(behind);
+    c.start(follower);
+    assert!(c.replica(follower).log_end() < c.replica(leader).log_end());
+    c.converge();
+    c.check_acknowledged(&produced);
+}
+
+#[test]
+fn replication_on_real_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let disks = (1..=3)
+        .map(|i| {
+            let path = tmp.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&path).expect("mkdir");
+            Disk::Mem(Arc::new(FileDir::open(&path).expect("dir")) as Arc<dyn Directory>)
+        })
+        .collect();
+    let mut c = Cluster::new(31, disks);
+    let mut produced = BTreeMap::new();
+    produce_many(&mut c, "file", 15, &mut produced);
+    let leader = c.elect();
+    c.kill(leader);
+    produce_many(&mut c, "file-after", 10, &mut produced);
+    c.start(leader);
+    c.converge();
+    c.check_acknowledged(&produced);
+}
+
+#[test]
+fn produce_errors_are_typed() {
+    let mut c = Cluster::in_memory(41);
+    let leader = c.elect();
+    c.run_until("followers know the leader", |c| {
+        (1..=3).all(|id| c.replica(id).leader() == Some(NodeId(leader)))
+    });
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    match c.replica(follower).produce(1, batch_of(&["x"]), Acks::All) {
+        Err(e @ ProduceError::NotLeader { leader: Some(l) }) => {
+            assert_eq!(l, NodeId(leader));
+            assert_eq!(e.code(), ErrorCode::NotLeader);
+        }
+        other => panic!("expected NotLeader, got {other:?}"),
+    }
+    let r = c.replica(leader);
+    let mut corrupt = batch_of(&["x"]).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let err = r
+        .produce(2, Bytes::from(corrupt), Acks::All)
+        .expect_err("bad crc");
+    assert_eq!(err.code(), ErrorCode::CorruptBatch);
+    let big = "y".repeat(5 << 10);
+    let err = r
+        .produce(3, batch_of(&[&big]), Acks::All)
+        .expect_err("too large");
+    assert_eq!(err.code(), ErrorCode::MessageTooLarge);
+    let mut control = BatchBuilder::control();
+    control
+        .append_control(0, &floe_protocol::batch::ControlRecord::NoOp)
+        .expect("append");
+    let err = r
+        .produce(4, control.finish().expect("finish"), Acks::All)
+        .expect_err("control");
+    assert!(matches!(err, ProduceError::ControlBatch));
+    let mut padded = batch_of(&["x"]).to_vec();
+    padded.push(0);
+    let err = r
+        .produce(5, Bytes::from(padded), Acks::All)
+        .expect_err("trailing bytes");
+    assert!(matches!(err, ProduceError::LengthMismatch { .. }));
+    let end = r.log_end();
+    assert_eq!(r.pending_produces(), 0);
+    c.tick();
+    assert_eq!(c.replica(leader).log_end(), end, "nothing appended");
+}
+
+#[test]
+fn acks_leader_answers_at_the_local_append_acks_all_waits_for_a_quorum() {
+    let mut c = Cluster::in_memory(51);
+    let leader = c.elect();
+    c.converge();
+    for id in (1..=3).filter(|&id| id != leader) {
+        c.kill(id);
+    }
+    let r = c.replica(leader);
+    r.produce(100, batch_of(&["all"]), Acks::All)
+        .expect("accepted");
+    r.produce(101, batch_of(&["leader"]), Acks::Leader)
+        .expect("accepted");
+    let acks: Vec<_> = std::iter::from_fn(|| r.poll_ack()).collect();
+    assert_eq!(acks.len(), 1, "only acks=leader is answered: {acks:?}");
+    assert_eq!(acks[0].token, 101);
+    let produced = acks[0].result.as_ref().expect("acks=leader ok");
+    assert!(
+        produced.next_offset > r.high_watermark(),
+        "answered before commit"
+    );
+    assert_eq!(r.pending_produces(), 1, "acks=all waits for a quorum");
+    // A quorum comes back: the acks=all batch commits.
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    c.start(follower);
+    c.wait_acked(&[100]);
+    assert!(
+        matches!(c.acks.get(&100), Some(Ok(_))),
+        "{:?}",
+        c.acks.get(&100)
+    );
+}
