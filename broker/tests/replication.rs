@@ -333,9 +333,11 @@ impl Cluster {
                 ids[0]
             );
         }
-        // Everything a consumer was ever served is in the final log, byte for byte.
+        // Everything a consumer was ever served is in the final log, byte for byte
+        // (Below the log start, retention discarded it.)
+        let start = self.replica(ids[0]).log_start();
         let final_log: BTreeMap<u64, Bytes> = first.into_iter().collect();
-        for (base, b) in &self.seen {
+        for (base, b) in self.seen.range(start..) {
             assert_eq!(
                 final_log.get(base),
                 Some(b),
@@ -592,4 +594,57 @@ fn acks_leader_answers_at_the_local_append_acks_all_waits_for_a_quorum() {
         "{:?}",
         c.acks.get(&100)
     );
+}
+
+#[test]
+fn a_follower_behind_the_leaders_log_start_is_caught_up_from_it() {
+    let seed = 61;
+    let mut c = Cluster::in_memory(seed);
+    let mut produced = BTreeMap::new();
+    produce_many(&mut c, "old", 10, &mut produced);
+    let leader = c.elect();
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    c.kill(follower);
+    produce_many(&mut c, "new", 30, &mut produced);
+    let leader = c.elect();
+    // Retention on every live replica: keep only the last batches.
+    let cut = {
+        let r = c.replica(leader);
+        let hw = r.high_watermark();
+        let read = r.read_committed(hw - 5, 1 << 20).expect("read");
+        read.first_offset
+    };
+    let live: Vec<u64> = c.up().collect();
+    for id in live {
+        c.replica(id).compact(cut).expect("compact");
+        assert_eq!(c.replica(id).log_start(), cut);
+    }
+    let err = c
+        .replica(leader)
+        .compact(cut + 1_000)
+        .expect_err("above the hw");
+    assert!(matches!(
+        err,
+        floe_broker::partition::CompactError::NotCommitted { .. }
+    ));
+    c.start(follower);
+    assert!(
+        c.replica(follower).log_end() < cut,
+        "the follower needs what was discarded"
+    );
+    c.converge();
+    assert_eq!(
+        c.replica(follower).log_start(),
+        cut,
+        "restarted from the leader's log start"
+    );
+    // Everything from the cut on is there and identical; what is older was retained away.
+    let values = values_by_offset(&c.committed_log(follower));
+    for (token, value) in &produced {
+        if let Some(Ok(p)) = c.acks.get(token)
+            && p.base_offset >= cut
+        {
+            assert_eq!(values.get(&p.base_offset), Some(value), "seed {seed}");
+        }
+    }
 }

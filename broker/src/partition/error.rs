@@ -78,6 +78,28 @@ impl ProduceError {
     }
 }
 
+/// Why a compaction (retention) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    /// Only committed data may be discarded.
+    #[error("cannot compact to {up_to}: the high watermark is {high_watermark}")]
+    NotCommitted {
+        /// Asked.
+        up_to: u64,
+        /// The high watermark.
+        high_watermark: u64,
+    },
+    /// Compaction stops at a batch boundary inside the log.
+    #[error("{up_to} is not a batch boundary in the log")]
+    NotBoundary {
+        /// Asked.
+        up_to: u64,
+    },
+    /// The replica failed (see [`ReplicaError`]).
+    #[error(transparent)]
+    Fatal(#[from] ReplicaError),
+}
+
 /// Why a consumer read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {

@@ -13,7 +13,7 @@ pub mod raft_log;
 mod replica;
 mod sidecar;
 
-pub use error::{FetchError, ProduceError, ReplicaError};
+pub use error::{CompactError, FetchError, ProduceError, ReplicaError};
 pub use raft_log::{Opened, RaftLog, RaftLogError};
 pub use replica::{Acks, ProduceAck, Produced, Replica, ReplicaConfig};
 pub use sidecar::SidecarError;

@@ -19,12 +19,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use floe_protocol::batch::validate_batch;
 use floe_raft::{
-    Config, EntryMeta, Log, Membership, Message, NodeId, ProposeError, Raft, RaftError, Role, Term,
+    Config, EntryMeta, Log, Membership, Message, NodeId, Offset, ProposeError, Raft, RaftError,
+    Role, Term,
 };
 use floe_storage::backend::Directory;
 use floe_storage::{LogConfig, ReadBatches};
 
-use super::error::{FetchError, ProduceError, ReplicaError};
+use super::error::{CompactError, FetchError, ProduceError, ReplicaError};
 use super::raft_log::{Opened, RaftLog};
 
 /// Most persistence rounds one input may cause (a guard: one or two is the norm).
@@ -242,6 +243,30 @@ impl Replica {
             });
         }
         Ok(self.raft.log().read_until(offset, max_bytes, hw)?)
+    }
+
+    /// Retention: discards the log before `up_to` (a batch boundary at or below the high
+    /// watermark). Followers that need entries before the new log start are caught up from
+    /// it (an empty snapshot: a partition log has no state machine).
+    pub fn compact(&mut self, up_to: u64) -> Result<(), CompactError> {
+        self.check_running()?;
+        match self.raft.compact(Offset(up_to), Bytes::new()) {
+            Ok(()) => {}
+            Err(floe_raft::CompactError::NotApplied { applied_end, .. }) => {
+                return Err(CompactError::NotCommitted {
+                    up_to,
+                    high_watermark: applied_end.0,
+                });
+            }
+            Err(floe_raft::CompactError::NotBoundary { .. }) => {
+                return Err(CompactError::NotBoundary { up_to });
+            }
+            Err(floe_raft::CompactError::Fatal(e)) => {
+                self.stopped = true;
+                return Err(ReplicaError::from(e).into());
+            }
+        }
+        self.after(Ok(())).map_err(CompactError::from)
     }
 
     // ----- outputs -----
