@@ -715,7 +715,6 @@ impl Client {
 
     /// Sends `request` for one partition to its leader, retrying (with fresh metadata) on
     /// retryable errors. `check` turns a response into the result or the partition's error.
-    #[allow(dead_code)] // used by the consumer (next commit)
     pub(crate) async fn call_leader<T>(
         &self,
         tp: &TopicPartition,

@@ -4,6 +4,7 @@
 
 mod admin;
 mod client;
+mod consumer;
 mod error;
 mod metadata;
 pub mod partitioner;
@@ -14,6 +15,7 @@ pub use admin::{
     Admin, BrokerInfo, ClusterDescription, NewTopic, PartitionInfo, TopicDescription, TopicListing,
 };
 pub use client::{Client, ClientBuilder};
+pub use consumer::{Consumer, ConsumerBuilder, RecordStream, StartFrom};
 pub use error::{Error, Result};
 pub use floe_net::{CaCerts, EndpointOptions};
 pub use floe_protocol::ErrorCode;

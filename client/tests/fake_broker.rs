@@ -545,3 +545,226 @@ async fn callbacks_fire_and_flush_waits_for_them() {
         51
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Consumer
+
+use floe_client::{Consumer, StartFrom, TopicPartition};
+use floe_protocol::batch::{BatchBuilder, CompressionCodec};
+use futures_util::StreamExt;
+
+/// A batch of `n` records valued `prefix{i}`, timestamps `ts0 + i`.
+fn batch(prefix: &str, n: u32, ts0: i64, codec: CompressionCodec) -> bytes::Bytes {
+    let mut b = BatchBuilder::new(codec);
+    for i in 0..n {
+        let v = format!("{prefix}{i}");
+        b.append(
+            ts0 + i64::from(i),
+            Some(b"k"),
+            Some(v.as_bytes()),
+            &[("h", b"1")],
+        )
+        .unwrap();
+    }
+    b.finish().unwrap()
+}
+
+async fn take(
+    stream: &mut floe_client::RecordStream,
+    n: usize,
+) -> Vec<floe_client::ConsumerRecord> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let r = timeout(WAIT, stream.next())
+            .await
+            .expect("stream stalled")
+            .unwrap()
+            .unwrap();
+        out.push(r);
+    }
+    out
+}
+
+async fn nothing_within(stream: &mut floe_client::RecordStream, wait: Duration) {
+    if let Ok(r) = timeout(wait, stream.next()).await {
+        panic!("unexpected record {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn consumer_starts_at_earliest_offset_timestamp_and_latest() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    cluster.append("t", 0, batch("a", 10, 1000, CompressionCodec::None));
+    cluster.append("t", 0, batch("b", 10, 1010, CompressionCodec::Lz4));
+    cluster.append("t", 0, batch("c", 10, 1020, CompressionCodec::None));
+    let client = connect(&cluster).await;
+    let tp = TopicPartition::new("t", 0);
+
+    let consumer = Consumer::builder(&client).build().unwrap();
+    consumer
+        .assign(tp.clone(), StartFrom::Earliest)
+        .await
+        .unwrap();
+    let mut stream = consumer.stream();
+    let records = take(&mut stream, 30).await;
+    let offsets: Vec<u64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (0..30).collect::<Vec<_>>());
+    assert_eq!(records[12].value.as_deref(), Some(&b"b2"[..]));
+    assert_eq!(records[12].timestamp, 1012);
+    assert_eq!(records[12].key.as_deref(), Some(&b"k"[..]));
+    assert_eq!(
+        records[12].headers,
+        vec![("h".to_string(), bytes::Bytes::from_static(b"1"))]
+    );
+    assert_eq!(&*records[0].topic, "t");
+    assert_eq!(consumer.position(&tp).unwrap(), 30);
+
+    let at = Consumer::builder(&client).build().unwrap();
+    at.assign(tp.clone(), StartFrom::Offset(15)).await.unwrap();
+    assert_eq!(take(&mut at.stream(), 1).await[0].offset, 15);
+
+    let by_time = Consumer::builder(&client).build().unwrap();
+    by_time
+        .assign(tp.clone(), StartFrom::Timestamp(1021))
+        .await
+        .unwrap();
+    assert_eq!(take(&mut by_time.stream(), 1).await[0].offset, 21);
+
+    let latest = Consumer::builder(&client).build().unwrap();
+    latest.assign(tp.clone(), StartFrom::Latest).await.unwrap();
+    assert_eq!(latest.position(&tp).unwrap(), 30);
+    let mut s = latest.stream();
+    nothing_within(&mut s, Duration::from_millis(200)).await;
+    cluster.append("t", 0, batch("d", 2, 2000, CompressionCodec::None));
+    let got = take(&mut s, 2).await;
+    assert_eq!((got[0].offset, got[1].offset), (30, 31));
+    // And the earliest consumer sees them too: the subscription stays open.
+    assert_eq!(take(&mut stream, 2).await[0].offset, 30);
+}
+
+#[tokio::test]
+async fn seek_pause_and_resume() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 2, 1);
+    cluster.append("t", 0, batch("x", 5, 0, CompressionCodec::None));
+    cluster.append("t", 1, batch("y", 5, 0, CompressionCodec::None));
+    let client = connect(&cluster).await;
+    let consumer = Consumer::builder(&client).build().unwrap();
+    consumer
+        .assign_topic("t", StartFrom::Earliest)
+        .await
+        .unwrap();
+    let (p0, p1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+    assert_eq!(consumer.assignment(), vec![p0.clone(), p1.clone()]);
+    let mut stream = consumer.stream();
+    let got = take(&mut stream, 10).await;
+    for p in 0..2 {
+        let offsets: Vec<u64> = got
+            .iter()
+            .filter(|r| r.partition == p)
+            .map(|r| r.offset)
+            .collect();
+        assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
+    }
+
+    consumer.seek(&p0, 3).unwrap();
+    assert_eq!(consumer.position(&p0).unwrap(), 3);
+    let got = take(&mut stream, 2).await;
+    assert_eq!((got[0].partition, got[0].offset, got[1].offset), (0, 3, 4));
+
+    consumer.pause(&p1).unwrap();
+    assert!(consumer.is_paused(&p1).unwrap());
+    cluster.append("t", 1, batch("z", 3, 0, CompressionCodec::None));
+    nothing_within(&mut stream, Duration::from_millis(200)).await;
+    assert_eq!(consumer.position(&p1).unwrap(), 5);
+    consumer.resume(&p1).unwrap();
+    let got = take(&mut stream, 3).await;
+    assert!(got.iter().all(|r| r.partition == 1));
+    assert_eq!(got[0].offset, 5);
+
+    consumer.seek_to(&p1, StartFrom::Earliest).await.unwrap();
+    assert_eq!(take(&mut stream, 1).await[0].offset, 0);
+    consumer.unassign(&p1).unwrap();
+    let e = consumer.position(&p1).unwrap_err();
+    assert!(matches!(e, Error::NotAssigned { partition: 1, .. }), "{e}");
+    assert!(matches!(
+        consumer.seek(&p1, 0),
+        Err(Error::NotAssigned { .. })
+    ));
+}
+
+#[tokio::test]
+async fn consumer_follows_a_moved_leader() {
+    let cluster = FakeCluster::start(2);
+    cluster.add_topic("t", 1, 1);
+    cluster.append("t", 0, batch("v", 3, 0, CompressionCodec::None));
+    let client = connect(&cluster).await;
+    assert_eq!(client.partition_count("t").await.unwrap(), 1);
+    // The client still thinks node 1 leads; node 1 answers NotLeader (leader 2).
+    cluster.with(|s| s.topics.get_mut("t").unwrap()[0].leader = 2);
+    let consumer = Consumer::builder(&client).build().unwrap();
+    consumer
+        .assign(TopicPartition::new("t", 0), StartFrom::Offset(0))
+        .await
+        .unwrap();
+    let got = take(&mut consumer.stream(), 3).await;
+    assert_eq!(got[2].offset, 2);
+}
+
+#[tokio::test]
+async fn a_slow_consumer_bounds_client_memory_and_slows_the_broker() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    // 200 batches of 10 records of ~1 KiB: about 2 MB in the log.
+    let value = "x".repeat(1000);
+    for _ in 0..200 {
+        cluster.append("t", 0, batch(&value, 10, 0, CompressionCodec::None));
+    }
+    let total = cluster.with(|s| {
+        s.topics["t"][0]
+            .log
+            .iter()
+            .map(|b| b.len() as u64)
+            .sum::<u64>()
+    });
+    let client = connect(&cluster).await;
+    let max_buffered = 64 * 1024;
+    let consumer = Consumer::builder(&client)
+        .max_buffered_bytes(max_buffered)
+        .max_partition_bytes(16 * 1024)
+        .build()
+        .unwrap();
+    consumer
+        .assign(TopicPartition::new("t", 0), StartFrom::Earliest)
+        .await
+        .unwrap();
+    let mut stream = consumer.stream();
+    take(&mut stream, 1).await;
+    // The consumer stalls; the fake pushes as fast as the client lets it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let buffered = consumer.buffered_bytes();
+    let pushed = cluster.with(|s| s.stats.pushed_bytes);
+    assert!(
+        buffered > 0 && buffered <= max_buffered,
+        "buffered {buffered}"
+    );
+    // The broker was held back by the credit the client grants only for buffered bytes.
+    assert!(
+        pushed <= 3 * max_buffered as u64,
+        "pushed {pushed} of {total}"
+    );
+    // Reading on drains everything, in order, and memory stays bounded throughout.
+    let mut next = 1;
+    while next < 2000 {
+        let r = timeout(WAIT, stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.offset, next);
+        assert!(consumer.buffered_bytes() <= max_buffered);
+        next += 1;
+    }
+    assert_eq!(cluster.with(|s| s.stats.pushed_bytes), total);
+}

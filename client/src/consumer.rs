@@ -1,0 +1,706 @@
+//! [`Consumer`]: read assigned partitions as a [`futures_core::Stream`] of records.
+//!
+//! Each assigned partition has a reader task that holds a subscription stream (section 8 of
+//! PROTOCOL.md) to the partition's leader: the broker pushes committed batches as they
+//! commit. The reader decodes them and hands them to the consumer's buffer, which is bounded
+//! by `max_buffered_bytes`: a reader that finds the buffer full waits, stops reading its QUIC
+//! stream, and stops granting the broker byte credit, so a slow consumer slows the broker's
+//! pushes instead of growing memory.
+//!
+//! **Consumer groups** (a separate issue) will sit on top of this: a group member gets its
+//! partitions and committed offsets from the coordinator and calls [`Consumer::assign`] /
+//! [`Consumer::unassign`] with them; [`Consumer::position`] is what it commits.
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use floe_net::{FrameReader, FrameWriter};
+use floe_protocol::ErrorCode;
+use floe_protocol::batch::{BatchIter, BatchLimits, CompressionCodec};
+use floe_protocol::client::{
+    ApiKey, ClientFrame, FetchPartition, FetchPartitionResult, FetchTopic, ListOffsetsPartition,
+    ListOffsetsRequest, ListOffsetsTopic, OffsetSpec, Push, Request, Response, SubscribeCredit,
+    SubscribeRequest, decode_client_frame,
+};
+use futures_core::Stream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::client::{Client, Config, lock};
+use crate::error::{Error, Result};
+use crate::record::{ConsumerRecord, TopicPartition};
+
+/// Where a partition's reading starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The log start (the oldest record still kept).
+    Earliest,
+    /// The high watermark: only records committed from now on.
+    Latest,
+    /// This offset.
+    Offset(u64),
+    /// The first record with a timestamp at or after this (ms since the Unix epoch).
+    Timestamp(i64),
+}
+
+/// Settings for a [`Consumer`]; see [`Consumer::builder`].
+#[derive(Debug, Clone)]
+pub struct ConsumerBuilder {
+    client: Client,
+    max_buffered_bytes: usize,
+    max_partition_bytes: u32,
+}
+
+impl ConsumerBuilder {
+    /// Bytes of fetched records the consumer may hold before readers wait (default 16 MiB;
+    /// one push larger than this is still accepted alone, so a large batch never blocks).
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffered_bytes = bytes;
+        self
+    }
+
+    /// Most bytes the broker pushes per partition at once (default 1 MiB; at least one whole
+    /// batch is pushed even if larger).
+    pub fn max_partition_bytes(mut self, bytes: u32) -> Self {
+        self.max_partition_bytes = bytes;
+        self
+    }
+
+    /// Makes the consumer (no partitions assigned yet).
+    pub fn build(self) -> Result<Consumer> {
+        if self.max_buffered_bytes == 0 || self.max_buffered_bytes > Semaphore::MAX_PERMITS {
+            return Err(Error::Config {
+                field: "max_buffered_bytes",
+                reason: "must be above zero",
+            });
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        Ok(Consumer {
+            shared: Arc::new(Shared {
+                client: self.client,
+                max_buffered_bytes: self.max_buffered_bytes,
+                max_partition_bytes: self.max_partition_bytes.max(1),
+                memory: Arc::new(Semaphore::new(self.max_buffered_bytes)),
+                tx,
+                parts: Mutex::new(HashMap::new()),
+                stream: Mutex::new(StreamState { rx, current: None }),
+            }),
+        })
+    }
+}
+
+/// One reader's delivery to the stream.
+#[derive(Debug)]
+enum Item {
+    Records {
+        tp: TopicPartition,
+        generation: u64,
+        records: VecDeque<ConsumerRecord>,
+        _permit: OwnedSemaphorePermit,
+    },
+    Failed {
+        tp: TopicPartition,
+        generation: u64,
+        error: Error,
+    },
+}
+
+#[derive(Debug)]
+struct PartState {
+    /// Next offset the stream will yield.
+    position: u64,
+    /// Bumped by seek/pause/unassign: buffered items of older generations are dropped.
+    generation: u64,
+    paused: bool,
+    reader: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct StreamState {
+    rx: mpsc::UnboundedReceiver<Item>,
+    current: Option<Item>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    client: Client,
+    max_buffered_bytes: usize,
+    max_partition_bytes: u32,
+    memory: Arc<Semaphore>,
+    tx: mpsc::UnboundedSender<Item>,
+    parts: Mutex<HashMap<TopicPartition, PartState>>,
+    stream: Mutex<StreamState>,
+}
+
+/// Reads assigned partitions. Records of one partition arrive in offset order; partitions
+/// are interleaved as their pushes arrive.
+///
+/// ```no_run
+/// # async fn demo(client: floe_client::Client) -> floe_client::Result<()> {
+/// use futures_util::StreamExt;
+/// use floe_client::{Consumer, StartFrom, TopicPartition};
+/// let consumer = Consumer::builder(&client).max_buffered_bytes(4 << 20).build()?;
+/// consumer.assign(TopicPartition::new("orders", 0), StartFrom::Earliest).await?;
+/// let mut records = consumer.stream();
+/// while let Some(record) = records.next().await {
+///     let record = record?;
+///     println!("{}@{}: {:?}", record.partition, record.offset, record.value);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Consumer {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        for part in lock(&self.shared.parts).values_mut() {
+            if let Some(task) = part.reader.take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Consumer {
+    /// Starts configuring a consumer on `client`.
+    pub fn builder(client: &Client) -> ConsumerBuilder {
+        ConsumerBuilder {
+            client: client.clone(),
+            max_buffered_bytes: 16 * 1024 * 1024,
+            max_partition_bytes: 1024 * 1024,
+        }
+    }
+
+    /// Starts reading `tp` from `start` (replacing any earlier assignment of it).
+    pub async fn assign(&self, tp: TopicPartition, start: StartFrom) -> Result<()> {
+        let position = self.resolve(&tp, start).await?;
+        let mut parts = lock(&self.shared.parts);
+        let generation = parts.get(&tp).map_or(0, |p| p.generation + 1);
+        if let Some(old) = parts.get_mut(&tp).and_then(|p| p.reader.take()) {
+            old.abort();
+        }
+        let reader = self.spawn_reader(tp.clone(), generation, position);
+        parts.insert(
+            tp,
+            PartState {
+                position,
+                generation,
+                paused: false,
+                reader: Some(reader),
+            },
+        );
+        Ok(())
+    }
+
+    /// Assigns every partition of `topic`, each from `start`.
+    pub async fn assign_topic(&self, topic: &str, start: StartFrom) -> Result<()> {
+        let partitions = self.shared.client.partition_count(topic).await?;
+        for p in 0..partitions {
+            self.assign(TopicPartition::new(topic, p), start).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops reading `tp` and drops its buffered records.
+    pub fn unassign(&self, tp: &TopicPartition) -> Result<()> {
+        let mut part = lock(&self.shared.parts)
+            .remove(tp)
+            .ok_or_else(|| not_assigned(tp))?;
+        if let Some(task) = part.reader.take() {
+            task.abort();
+        }
+        Ok(())
+    }
+
+    /// The assigned partitions.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        let mut v: Vec<_> = lock(&self.shared.parts).keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The offset of the next record the stream yields for `tp`.
+    pub fn position(&self, tp: &TopicPartition) -> Result<u64> {
+        lock(&self.shared.parts)
+            .get(tp)
+            .map(|p| p.position)
+            .ok_or_else(|| not_assigned(tp))
+    }
+
+    /// Continues `tp` from `offset`: buffered records of `tp` are dropped and the next one
+    /// the stream yields for it is at `offset` (or the first after it).
+    pub fn seek(&self, tp: &TopicPartition, offset: u64) -> Result<()> {
+        let mut parts = lock(&self.shared.parts);
+        let part = parts.get_mut(tp).ok_or_else(|| not_assigned(tp))?;
+        part.position = offset;
+        part.generation += 1;
+        if let Some(task) = part.reader.take() {
+            task.abort();
+        }
+        if !part.paused {
+            part.reader = Some(self.spawn_reader(tp.clone(), part.generation, offset));
+        }
+        Ok(())
+    }
+
+    /// Like [`seek`](Self::seek), to the earliest, latest or a timestamp's offset.
+    pub async fn seek_to(&self, tp: &TopicPartition, start: StartFrom) -> Result<()> {
+        self.position(tp)?;
+        let offset = self.resolve(tp, start).await?;
+        self.seek(tp, offset)
+    }
+
+    /// Stops reading `tp` (its buffered records are dropped; the position stays).
+    pub fn pause(&self, tp: &TopicPartition) -> Result<()> {
+        let mut parts = lock(&self.shared.parts);
+        let part = parts.get_mut(tp).ok_or_else(|| not_assigned(tp))?;
+        part.paused = true;
+        part.generation += 1;
+        if let Some(task) = part.reader.take() {
+            task.abort();
+        }
+        Ok(())
+    }
+
+    /// Continues reading a paused `tp` from its position.
+    pub fn resume(&self, tp: &TopicPartition) -> Result<()> {
+        let mut parts = lock(&self.shared.parts);
+        let part = parts.get_mut(tp).ok_or_else(|| not_assigned(tp))?;
+        if part.paused {
+            part.paused = false;
+            part.reader = Some(self.spawn_reader(tp.clone(), part.generation, part.position));
+        }
+        Ok(())
+    }
+
+    /// Whether `tp` is paused.
+    pub fn is_paused(&self, tp: &TopicPartition) -> Result<bool> {
+        lock(&self.shared.parts)
+            .get(tp)
+            .map(|p| p.paused)
+            .ok_or_else(|| not_assigned(tp))
+    }
+
+    /// Bytes of fetched records buffered and not yet yielded by the stream.
+    pub fn buffered_bytes(&self) -> usize {
+        self.shared.max_buffered_bytes - self.shared.memory.available_permits()
+    }
+
+    /// The records of every assigned partition. A partition that fails fatally (for example
+    /// `OffsetOutOfRange`) yields one error and is no longer read; retryable failures (a
+    /// leader change, a lost connection) are retried inside. Use one stream at a time: two
+    /// streams share (and split) the same records.
+    pub fn stream(&self) -> RecordStream {
+        RecordStream {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Stops every reader and drops the buffered records.
+    pub fn close(&self) {
+        let mut parts = lock(&self.shared.parts);
+        for (_, mut part) in parts.drain() {
+            if let Some(task) = part.reader.take() {
+                task.abort();
+            }
+        }
+    }
+
+    async fn resolve(&self, tp: &TopicPartition, start: StartFrom) -> Result<u64> {
+        let spec = match start {
+            StartFrom::Offset(o) => return Ok(o),
+            StartFrom::Earliest => OffsetSpec::Earliest,
+            StartFrom::Latest => OffsetSpec::Latest,
+            StartFrom::Timestamp(t) if t >= 0 => OffsetSpec::Timestamp(t),
+            StartFrom::Timestamp(_) => {
+                return Err(Error::Config {
+                    field: "StartFrom::Timestamp",
+                    reason: "must not be negative",
+                });
+            }
+        };
+        list_offset(&self.shared.client, tp, spec).await
+    }
+
+    fn spawn_reader(
+        &self,
+        tp: TopicPartition,
+        generation: u64,
+        position: u64,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(read_partition(
+            self.shared.clone(),
+            tp,
+            generation,
+            position,
+        ))
+    }
+}
+
+fn not_assigned(tp: &TopicPartition) -> Error {
+    Error::NotAssigned {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+    }
+}
+
+/// The offset `spec` names in `tp` (asked of its leader).
+pub(crate) async fn list_offset(
+    client: &Client,
+    tp: &TopicPartition,
+    spec: OffsetSpec,
+) -> Result<u64> {
+    let request = Request::from(ListOffsetsRequest {
+        topics: vec![ListOffsetsTopic {
+            name: tp.topic.clone(),
+            partitions: vec![ListOffsetsPartition {
+                partition: tp.partition,
+                spec,
+            }],
+        }],
+    });
+    client
+        .call_leader(tp, &request, |response| {
+            let Response::ListOffsets(r) = response else {
+                return Err(Error::broker(
+                    ApiKey::ListOffsets,
+                    ErrorCode::UnknownServerError,
+                ));
+            };
+            let p = r
+                .topics
+                .iter()
+                .filter(|t| t.name == tp.topic)
+                .flat_map(|t| &t.partitions)
+                .find(|p| p.partition == tp.partition)
+                .ok_or_else(|| Error::broker(ApiKey::ListOffsets, ErrorCode::UnknownServerError))?;
+            Client::check_code(ApiKey::ListOffsets, p.error, &tp.topic, Some(tp.partition))?;
+            Ok(p.offset)
+        })
+        .await
+}
+
+/// A stream of records from a [`Consumer`]'s assigned partitions; see [`Consumer::stream`].
+/// It ends only when the consumer is dropped.
+#[derive(Debug)]
+pub struct RecordStream {
+    shared: Arc<Shared>,
+}
+
+impl Stream for RecordStream {
+    type Item = Result<ConsumerRecord>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let shared = &self.shared;
+        let mut st = lock(&shared.stream);
+        loop {
+            if let Some(Item::Records {
+                tp,
+                generation,
+                records,
+                ..
+            }) = &mut st.current
+            {
+                let mut parts = lock(&shared.parts);
+                if let Some(part) = parts.get_mut(tp)
+                    && part.generation == *generation
+                    && let Some(record) = records.pop_front()
+                {
+                    part.position = record.offset + 1;
+                    return Poll::Ready(Some(Ok(record)));
+                }
+                // Exhausted or stale: release its memory.
+                st.current = None;
+            }
+            match st.rx.poll_recv(cx) {
+                Poll::Ready(Some(item @ Item::Records { .. })) => st.current = Some(item),
+                Poll::Ready(Some(Item::Failed {
+                    tp,
+                    generation,
+                    error,
+                })) => {
+                    let current = lock(&shared.parts)
+                        .get(&tp)
+                        .is_some_and(|p| p.generation == generation);
+                    if current {
+                        return Poll::Ready(Some(Err(error)));
+                    }
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Whether `generation` is still `tp`'s current one (else the reader should stop).
+fn is_current(shared: &Shared, tp: &TopicPartition, generation: u64) -> bool {
+    lock(&shared.parts)
+        .get(tp)
+        .is_some_and(|p| p.generation == generation && !p.paused)
+}
+
+/// A partition's reader: subscribes at the leader and feeds the buffer, resubscribing after
+/// retryable failures.
+async fn read_partition(shared: Arc<Shared>, tp: TopicPartition, generation: u64, mut next: u64) {
+    let mut attempt = 0u32;
+    let topic: Arc<str> = Arc::from(tp.topic.as_str());
+    while is_current(&shared, &tp, generation) {
+        let before = next;
+        let result = subscribe_once(&shared, &tp, &topic, generation, &mut next).await;
+        if next > before {
+            attempt = 0;
+        }
+        let error = match result {
+            Ok(()) => Error::broker(ApiKey::Subscribe, ErrorCode::BrokerNotAvailable),
+            Err(e) => e,
+        };
+        if !error.is_retryable() {
+            let _ = shared.tx.send(Item::Failed {
+                tp,
+                generation,
+                error,
+            });
+            return;
+        }
+        tracing::debug!(%tp, error = %error, "resubscribing");
+        if error.needs_metadata() {
+            let client = &shared.client;
+            client.leader_moved(&tp.topic, tp.partition, None);
+            let _ = client.refresh_metadata(Some(vec![tp.topic.clone()])).await;
+        }
+        let cfg = shared.client.config();
+        tokio::time::sleep(Config::backoff(
+            cfg.retry_backoff,
+            cfg.reconnect_backoff_max,
+            attempt,
+        ))
+        .await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+fn stream_error(addr: std::net::SocketAddr, e: floe_net::StreamError, send: bool) -> Error {
+    let source = if send {
+        floe_net::CallError::Send(e)
+    } else {
+        floe_net::CallError::Receive(e)
+    };
+    Error::Call {
+        addr,
+        source: Arc::new(source),
+    }
+}
+
+/// One subscription: returns when the stream ends (Ok) or fails.
+async fn subscribe_once(
+    shared: &Shared,
+    tp: &TopicPartition,
+    topic: &Arc<str>,
+    generation: u64,
+    next: &mut u64,
+) -> Result<()> {
+    let client = &shared.client;
+    let (_, broker) = client.leader_addr(tp).await?;
+    let conn = client.connection(&broker).await?;
+    let addr = broker.addr;
+    let (send, recv) = conn.open_bi().await.map_err(|e| Error::Call {
+        addr,
+        source: Arc::new(floe_net::CallError::Open(e)),
+    })?;
+    let limits = client.config().limits;
+    let mut writer = FrameWriter::new(send);
+    let mut reader = FrameReader::new(recv, limits);
+    let credit = shared.max_buffered_bytes as u64;
+    let request = Request::from(SubscribeRequest {
+        topics: vec![FetchTopic {
+            name: tp.topic.clone(),
+            partitions: vec![FetchPartition {
+                partition: tp.partition,
+                fetch_offset: *next,
+                max_bytes: shared.max_partition_bytes,
+            }],
+        }],
+        initial_credit: credit,
+    });
+    let correlation_id = 1;
+    writer
+        .write_frame(&mut request.encode_frame_chunks(correlation_id))
+        .await
+        .map_err(|e| stream_error(addr, e, true))?;
+    let timeout = client.config().request_timeout;
+    let first = match tokio::time::timeout(timeout, reader.read_frame()).await {
+        Ok(r) => r.map_err(|e| stream_error(addr, e, false))?,
+        Err(_) => {
+            return Err(Error::Timeout {
+                api: ApiKey::Subscribe,
+                addr,
+                after: timeout,
+            });
+        }
+    };
+    let Some(first) = first else {
+        return Err(stream_error(addr, floe_net::StreamError::Closed, false));
+    };
+    match decode_client_frame(&first, limits) {
+        Ok((_, ClientFrame::Response(Response::Subscribe(r)), _)) => {
+            for p in r.topics.iter().flat_map(|t| &t.partitions) {
+                if p.partition == tp.partition && !p.error.is_ok() {
+                    return Err(partition_error(client, tp, p.error, p.current_leader));
+                }
+            }
+        }
+        Ok((_, ClientFrame::Error(code), _)) => return Err(Error::broker(ApiKey::Subscribe, code)),
+        Ok(_) => {
+            return Err(Error::UnexpectedResponse {
+                api: ApiKey::Subscribe,
+                addr,
+            });
+        }
+        Err(e) => {
+            return Err(Error::Call {
+                addr,
+                source: Arc::new(floe_net::CallError::Decode(e)),
+            });
+        }
+    }
+    loop {
+        let frame = reader
+            .read_frame()
+            .await
+            .map_err(|e| stream_error(addr, e, false))?;
+        let Some(frame) = frame else { return Ok(()) };
+        let event = match decode_client_frame(&frame, limits) {
+            Ok((_, ClientFrame::Push(Push::Subscribe(event)), _)) => event,
+            Ok(_) => {
+                return Err(Error::UnexpectedResponse {
+                    api: ApiKey::Subscribe,
+                    addr,
+                });
+            }
+            Err(e) => {
+                return Err(Error::Call {
+                    addr,
+                    source: Arc::new(floe_net::CallError::Decode(e)),
+                });
+            }
+        };
+        for p in event
+            .topics
+            .into_iter()
+            .filter(|t| t.name == tp.topic)
+            .flat_map(|t| t.partitions)
+        {
+            if p.partition != tp.partition {
+                continue;
+            }
+            if !p.error.is_ok() {
+                return Err(partition_error(client, tp, p.error, p.current_leader));
+            }
+            let (records, bytes) = decode_records(topic, tp, &p, *next)?;
+            if records.is_empty() {
+                continue;
+            }
+            // Wait for room in the buffer: this is the backpressure. The QUIC stream is not
+            // read meanwhile, and no credit is granted.
+            let want = bytes.clamp(1, shared.max_buffered_bytes) as u32;
+            let permit = shared
+                .memory
+                .clone()
+                .acquire_many_owned(want)
+                .await
+                .map_err(|_| Error::Closed)?;
+            if !is_current(shared, tp, generation) {
+                return Ok(());
+            }
+            *next = records.back().map_or(*next, |r| r.offset + 1);
+            let _ = shared.tx.send(Item::Records {
+                tp: tp.clone(),
+                generation,
+                records,
+                _permit: permit,
+            });
+            let grant = Request::from(SubscribeCredit {
+                bytes: bytes as u64,
+            });
+            writer
+                .write_frame(&mut grant.encode_frame_chunks(correlation_id))
+                .await
+                .map_err(|e| stream_error(addr, e, true))?;
+        }
+    }
+}
+
+fn partition_error(
+    client: &Client,
+    tp: &TopicPartition,
+    code: ErrorCode,
+    leader: Option<u64>,
+) -> Error {
+    if code == ErrorCode::NotLeader {
+        client.leader_moved(&tp.topic, tp.partition, leader);
+    }
+    Error::Broker {
+        code,
+        api: ApiKey::Subscribe,
+        topic: Some(tp.topic.clone()),
+        partition: Some(tp.partition),
+        message: None,
+    }
+}
+
+/// The records at or after `from` in a pushed partition, and the bytes they hold in memory.
+fn decode_records(
+    topic: &Arc<str>,
+    tp: &TopicPartition,
+    p: &FetchPartitionResult,
+    from: u64,
+) -> Result<(VecDeque<ConsumerRecord>, usize)> {
+    let mut out = VecDeque::new();
+    let mut bytes = p.batches.len();
+    let corrupt = |source| Error::CorruptBatch {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        offset: from,
+        source,
+    };
+    for batch in BatchIter::new(p.batches.clone(), BatchLimits::default()) {
+        let batch = batch.map_err(corrupt)?;
+        if batch.is_control() || batch.header().next_offset() <= from {
+            continue;
+        }
+        let records = batch.records().map_err(corrupt)?;
+        if batch.header().attributes.codec() != Some(CompressionCodec::None) {
+            bytes += records.section().len();
+        }
+        for r in records.iter() {
+            let r = r.map_err(corrupt)?;
+            if r.offset < from {
+                continue;
+            }
+            let share = |part: &[u8]| {
+                records
+                    .bytes_of(part)
+                    .unwrap_or_else(|| Bytes::copy_from_slice(part))
+            };
+            out.push_back(ConsumerRecord {
+                topic: topic.clone(),
+                partition: tp.partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key.map(share),
+                value: r.value.map(share),
+                headers: r
+                    .headers()
+                    .map(|(k, v)| (k.to_string(), share(v)))
+                    .collect(),
+            });
+        }
+    }
+    Ok((out, bytes))
+}
