@@ -12,3 +12,4 @@ pub mod certs;
 pub mod config;
 pub mod log_inspect;
 pub mod partition;
+pub mod peer;

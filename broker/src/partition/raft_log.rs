@@ -328,7 +328,7 @@ impl RaftLog {
 
 /// Encodes a control entry. The timestamp is always 0: a follower re-encodes the entries it
 /// receives, and every replica must produce the same bytes (logs are byte-identical).
-fn control_batch(rec: &ControlRecord) -> Result<Vec<u8>, RaftLogError> {
+pub(crate) fn control_batch(rec: &ControlRecord) -> Result<Vec<u8>, RaftLogError> {
     let mut b = BatchBuilder::control();
     let built = b
         .append_control(0, rec)
@@ -342,7 +342,7 @@ fn control_batch(rec: &ControlRecord) -> Result<Vec<u8>, RaftLogError> {
 }
 
 /// Decodes one stored batch into an entry.
-fn to_entry(bytes: Bytes) -> Result<Entry, RaftLogError> {
+pub(crate) fn to_entry(bytes: Bytes) -> Result<Entry, RaftLogError> {
     let h = BatchHeader::parse(&bytes)
         .map_err(|source| RaftLogError::BadPayload { offset: 0, source })?;
     let (first, term) = (Offset(h.base_offset), Term(h.term));
