@@ -53,9 +53,6 @@ pub enum WhenFull {
     Fail,
 }
 
-/// Replication a produce waits for.
-pub use floe_protocol::client::Acks as AckLevel;
-
 /// The producer's settings.
 #[derive(Debug, Clone)]
 pub(crate) struct ProducerConfig {
