@@ -11,6 +11,16 @@ use anyhow::Context;
 
 const CHUNK: usize = 1 << 20;
 
+/// Writes back every dirty page on the machine (`sync`), outside any timed region, so each
+/// measured phase starts from the same page-cache state. Without it the phase that runs
+/// second pays for the first one's write-back (the kernel throttles writers once dirty pages
+/// pass its background threshold), which biases every ratio.
+pub(crate) fn settle() -> anyhow::Result<()> {
+    let status = std::process::Command::new("sync").status().context("running sync")?;
+    anyhow::ensure!(status.success(), "sync exited with {status}");
+    Ok(())
+}
+
 /// Writes `total_bytes` of zeros to `path` in 1 MiB writes without syncing; returns the time.
 pub(crate) fn write_like_dd(path: &Path, total_bytes: u64) -> anyhow::Result<Duration> {
     let buf = vec![0u8; CHUNK];

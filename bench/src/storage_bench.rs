@@ -1,5 +1,7 @@
 //! `floe-bench storage`: one partition log on the real file backend.
 //!
+//! Every phase starts after a `sync` (untimed), so none pays for another's write-back.
+//!
 //! 1. A same-run baseline: the same number of bytes written like `dd bs=1M` to the page
 //!    cache, best of two runs.
 //! 2. Appends of `batch_records`-record batches until `total_bytes` of record values:
@@ -56,8 +58,10 @@ pub(crate) fn run(args: &StorageArgs) -> anyhow::Result<Report> {
 
     let raw_file = args.dir.join("raw-baseline.tmp");
     // Best of two, so the ratios are against the disk at its best in this run (conservative).
-    let raw_write = raw::write_like_dd(&raw_file, stored_bytes)?
-        .min(raw::write_like_dd(&raw_file, stored_bytes)?);
+    raw::settle()?;
+    let first = raw::write_like_dd(&raw_file, stored_bytes)?;
+    raw::settle()?;
+    let raw_write = first.min(raw::write_like_dd(&raw_file, stored_bytes)?);
 
     let config = LogConfig {
         fsync: match args.fsync {
@@ -68,6 +72,7 @@ pub(crate) fn run(args: &StorageArgs) -> anyhow::Result<Report> {
         ..LogConfig::default()
     };
     let log = open_log(&log_dir, config.clone())?;
+    raw::settle()?;
     let (elapsed, latency, fsyncs) = match args.fsync {
         FsyncArg::Never => append_one_thread(log, &template, batches)?,
         FsyncArg::Always => append_group_commit(log, &template, batches, args.producers)?,
@@ -104,6 +109,7 @@ pub(crate) fn run(args: &StorageArgs) -> anyhow::Result<Report> {
         report.extra("group_commit_speedup", report.records_per_sec() / base);
     }
 
+    raw::settle()?;
     let reopen_start = Instant::now();
     let log = open_log(&log_dir, config)?;
     report.extra("recovery_seconds", reopen_start.elapsed().as_secs_f64());
