@@ -378,6 +378,10 @@ async fn fatal_errors_are_typed_and_not_retried() {
     assert!(e.is_fatal());
     assert_eq!(cluster.with(|s| s.stats.produce_requests), 1);
     cluster.with(|s| s.knobs.refuse_produce = None);
+    // The refused batch's sequence numbers are reused: the next batch is not out of order.
+    let ok = producer.send(ProducerRecord::new("t", "y")).await.unwrap();
+    assert_eq!(ok.offset, 0);
+    assert_eq!(cluster.values("t", 0), vec![b"y".to_vec()]);
 
     // A newer epoch of the same producer id exists: fenced.
     let (pid, _) = producer.producer_id().unwrap();
@@ -417,7 +421,7 @@ async fn fatal_errors_are_typed_and_not_retried() {
         matches!(e, Error::OutOfOrderSequence { sequence: 0, .. }),
         "{e}"
     );
-    assert!(cluster.values("t", 0).is_empty());
+    assert_eq!(cluster.values("t", 0), vec![b"y".to_vec()]);
 }
 
 #[tokio::test]
@@ -767,4 +771,54 @@ async fn a_slow_consumer_bounds_client_memory_and_slows_the_broker() {
         next += 1;
     }
     assert_eq!(cluster.with(|s| s.stats.pushed_bytes), total);
+}
+
+// ---------------------------------------------------------------------------------------
+// Connections and metadata over time
+
+#[tokio::test]
+async fn client_reconnects_after_a_broker_restart() {
+    let mut cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    let client = connect(&cluster).await;
+    let producer = Producer::builder(&client).build().await.unwrap();
+    producer.send(ProducerRecord::new("t", "a")).await.unwrap();
+    assert_eq!(cluster.with(|s| s.stats.connections), 1);
+    timeout(WAIT, cluster.restart(1)).await.unwrap();
+    // Both the admin path and the producer reconnect (after a backoff) and carry on.
+    let topics = timeout(WAIT, client.admin().list_topics())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(topics.len(), 1);
+    let meta = timeout(WAIT, producer.send(ProducerRecord::new("t", "b")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta.offset, 1);
+    assert_eq!(cluster.with(|s| s.stats.connections), 2);
+}
+
+#[tokio::test]
+async fn metadata_is_refreshed_on_a_timer() {
+    let cluster = FakeCluster::start(2);
+    cluster.add_topic("t", 1, 1);
+    let client = timeout(
+        WAIT,
+        cluster
+            .client()
+            .metadata_max_age(Duration::from_millis(100))
+            .build(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let tp = TopicPartition::new("t", 0);
+    assert_eq!(client.leader(&tp).await.unwrap(), 1);
+    // The leader moves without anyone telling the client; the timer picks it up.
+    cluster.with(|s| s.topics.get_mut("t").unwrap()[0].leader = 2);
+    let before = cluster.with(|s| s.stats.metadata_requests);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(cluster.with(|s| s.stats.metadata_requests) >= before + 2);
+    assert_eq!(client.leader(&tp).await.unwrap(), 2);
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use floe_protocol::ErrorCode;
-use floe_protocol::batch::{BatchBuilder, BuildError, NewRecord};
+use floe_protocol::batch::{BatchBuilder, BatchHeader, BuildError, NewRecord, seal_crc};
 use floe_protocol::client::{
     ApiKey, ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic, Request, Response,
 };
@@ -43,12 +43,15 @@ struct Open {
     created: Instant,
 }
 
-/// A sealed batch: its bytes never change, so a retry resends exactly what the first
-/// attempt sent (same producer id, epoch and sequence).
+/// A sealed batch. With idempotence its sequence is stamped when it is first sent; from
+/// then on its bytes never change, so a retry resends exactly what the first attempt sent
+/// (same producer id, epoch and sequence).
 #[derive(Debug)]
 struct Sealed {
     bytes: Bytes,
-    base_sequence: i32,
+    record_count: u32,
+    /// The first record's sequence, once stamped (`None` before the first send).
+    base_sequence: Option<i32>,
     records: Vec<Pending>,
     /// Buffer memory, released when the batch is done.
     _permits: Vec<OwnedSemaphorePermit>,
@@ -175,10 +178,11 @@ impl Sender {
         }
     }
 
-    fn new_builder(&self, q: &PartitionQueue) -> BatchBuilder {
+    fn new_builder(&self) -> BatchBuilder {
         let b = BatchBuilder::new(self.config.codec()).with_max_len(self.config.max_request_size);
         match self.producer {
-            Some((id, epoch)) => b.with_producer(id, epoch, q.next_sequence),
+            // The sequence is stamped at the first send (see `send_ready`).
+            Some((id, epoch)) => b.with_producer(id, epoch, 0),
             None => b,
         }
     }
@@ -210,11 +214,11 @@ impl Sender {
             && !open.builder.is_empty()
             && open.builder.size() + open.builder.record_size(&new) > batch_size
         {
-            seal(&mut q, self.producer.is_some());
+            seal(&mut q);
         }
         if q.open.is_none() {
             q.open = Some(Open {
-                builder: self.new_builder(&q),
+                builder: self.new_builder(),
                 records: Vec::new(),
                 permits: Vec::new(),
                 created: Instant::now(),
@@ -227,7 +231,7 @@ impl Sender {
                 open.records.push(Pending { timestamp, notify });
                 open.permits.push(permit);
                 if open.builder.size() >= batch_size {
-                    seal(&mut q, self.producer.is_some());
+                    seal(&mut q);
                 }
             }
             Err(
@@ -245,14 +249,12 @@ impl Sender {
     }
 
     fn seal_all(&mut self) {
-        let idempotent = self.producer.is_some();
         for q in self.queues.values_mut() {
-            seal(q, idempotent);
+            seal(q);
         }
     }
 
     fn seal_due(&mut self, now: Instant) {
-        let idempotent = self.producer.is_some();
         let linger = self.config.linger;
         let closing = self.closing.is_some();
         for q in self.queues.values_mut() {
@@ -260,7 +262,7 @@ impl Sender {
                 .as_ref()
                 .is_some_and(|o| closing || o.created + linger <= now)
             {
-                seal(q, idempotent);
+                seal(q);
             }
         }
     }
@@ -302,6 +304,12 @@ impl Sender {
                 front.retry_at = Some(now + self.config.retry_backoff);
                 continue;
             };
+            if self.producer.is_some() && front.base_sequence.is_none() {
+                // First send: this batch takes the partition's next sequence numbers.
+                front.bytes = with_sequence(&front.bytes, q.next_sequence);
+                front.base_sequence = Some(q.next_sequence);
+                q.next_sequence = next_sequence(q.next_sequence, front.record_count);
+            }
             let (_, requests) = by_leader
                 .entry(leader)
                 .or_insert_with(|| (broker, vec![Vec::new()]));
@@ -436,6 +444,7 @@ impl Sender {
                                 topic: t.name.clone(),
                                 partition: p.partition,
                             },
+                            true,
                         );
                     }
                     ErrorCode::OutOfOrderSequence => {
@@ -444,7 +453,8 @@ impl Sender {
                             .queues
                             .get(&key)
                             .and_then(|q| q.ready.front())
-                            .map_or(-1, |b| b.base_sequence);
+                            .and_then(|b| b.base_sequence)
+                            .unwrap_or(-1);
                         self.fail(
                             &key,
                             Error::OutOfOrderSequence {
@@ -453,6 +463,7 @@ impl Sender {
                                 topic: t.name.clone(),
                                 partition: p.partition,
                             },
+                            true,
                         );
                     }
                     _ => {
@@ -504,9 +515,12 @@ impl Sender {
                     after,
                     last: Box::new(error),
                 },
+                false,
             );
         } else {
-            self.fail(key, error);
+            // A fatal error code in the broker's answer means the batch was not appended.
+            let refused = matches!(error, Error::Broker { .. });
+            self.fail(key, error, refused);
         }
     }
 
@@ -522,8 +536,17 @@ impl Sender {
         }
     }
 
-    fn fail(&mut self, key: &Key, error: Error) {
+    /// Fails the partition's front batch. `refused`: the broker answered that it did not
+    /// append it, so its sequence numbers are free again for the next batch (else the next
+    /// batch would leave a gap and be refused as out of order).
+    fn fail(&mut self, key: &Key, error: Error, refused: bool) {
         let Some(batch) = self.pop(key) else { return };
+        if refused
+            && let Some(sequence) = batch.base_sequence
+            && let Some(q) = self.queues.get_mut(key)
+        {
+            q.next_sequence = sequence;
+        }
         tracing::debug!(topic = %key.0, partition = key.1, error = %error, "batch failed");
         for r in batch.records {
             r.notify.done(Err(error.clone()));
@@ -560,25 +583,20 @@ impl Sender {
     }
 }
 
-/// Seals `q`'s open batch, stamping its sequence numbers.
-fn seal(q: &mut PartitionQueue, idempotent: bool) {
+/// Seals `q`'s open batch.
+fn seal(q: &mut PartitionQueue) {
     let Some(open) = q.open.take() else { return };
     if open.builder.is_empty() {
         return;
     }
-    let count = open.builder.record_count();
-    let base_sequence = if idempotent { q.next_sequence } else { -1 };
+    let record_count = open.builder.record_count();
     match open.builder.finish() {
         Ok(bytes) => {
-            if idempotent {
-                // Sequences wrap to 0 after i32::MAX, as in Kafka.
-                q.next_sequence = ((i64::from(q.next_sequence) + i64::from(count))
-                    % (i64::from(i32::MAX) + 1)) as i32;
-            }
             q.sealed += 1;
             q.ready.push_back(Sealed {
                 bytes,
-                base_sequence,
+                record_count,
+                base_sequence: None,
                 records: open.records,
                 _permits: open.permits,
                 created: open.created,
@@ -591,6 +609,28 @@ fn seal(q: &mut PartitionQueue, idempotent: bool) {
                 r.notify.done(Err(Error::Build(e)));
             }
         }
+    }
+}
+
+/// The sequence after a batch of `count` records starting at `sequence`; sequences wrap to
+/// 0 after `i32::MAX`, as in Kafka.
+fn next_sequence(sequence: i32, count: u32) -> i32 {
+    ((i64::from(sequence) + i64::from(count)) % (i64::from(i32::MAX) + 1)) as i32
+}
+
+/// `batch` with its base sequence set to `sequence` and its CRC resealed.
+fn with_sequence(batch: &Bytes, sequence: i32) -> Bytes {
+    let mut bytes = batch.to_vec();
+    match BatchHeader::parse(&bytes) {
+        Ok(mut header) => {
+            header.base_sequence = sequence;
+            header.write(&mut bytes);
+            seal_crc(&mut bytes);
+            Bytes::from(bytes)
+        }
+        // Unreachable: the batch came from our own builder. Send it unchanged; the broker
+        // will refuse it with a typed error.
+        Err(_) => batch.clone(),
     }
 }
 

@@ -166,20 +166,7 @@ impl FakeCluster {
                 .unwrap()
                 .nodes
                 .push((id, ep.local_addr().unwrap()));
-            let node = Node {
-                id,
-                state: state.clone(),
-                appended: appended.clone(),
-            };
-            let handler = floe_net::handler_fn(move |req: IncomingRequest| {
-                let node = node.clone();
-                async move { node.handle(req).await }
-            });
-            tokio::spawn(floe_net::serve(
-                ep.clone(),
-                Arc::new(handler),
-                Default::default(),
-            ));
+            spawn_node(id, &ep, &state, &appended);
             endpoints.push(ep);
         }
         FakeCluster {
@@ -188,6 +175,31 @@ impl FakeCluster {
             appended,
             endpoints,
         }
+    }
+
+    /// Stops node `node` (closing every connection to it) and starts it again on the same
+    /// address.
+    pub async fn restart(&mut self, node: u64) {
+        let i = node as usize - 1;
+        let old = self.endpoints.remove(i);
+        let addr = old.local_addr().unwrap();
+        old.close(0, b"restart");
+        let _ = tokio::time::timeout(Duration::from_secs(2), old.wait_idle()).await;
+        drop(old);
+        let identity = self.ca.identity(&format!("node-{node}"));
+        let mut tries = 0;
+        let ep = loop {
+            match Endpoint::client_listener(addr, &identity, &EndpointOptions::loopback()) {
+                Ok(ep) => break ep,
+                Err(e) => {
+                    tries += 1;
+                    assert!(tries < 100, "cannot rebind {addr}: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        spawn_node(node, &ep, &self.state, &self.appended);
+        self.endpoints.insert(i, ep);
     }
 
     pub fn addr(&self, node: u64) -> String {
@@ -237,6 +249,23 @@ impl FakeCluster {
         self.appended.notify_waiters();
         base
     }
+}
+
+fn spawn_node(id: u64, ep: &Endpoint, state: &Arc<Mutex<State>>, appended: &Arc<Notify>) {
+    let node = Node {
+        id,
+        state: state.clone(),
+        appended: appended.clone(),
+    };
+    let handler = floe_net::handler_fn(move |req: IncomingRequest| {
+        let node = node.clone();
+        async move { node.handle(req).await }
+    });
+    tokio::spawn(floe_net::serve(
+        ep.clone(),
+        Arc::new(handler),
+        Default::default(),
+    ));
 }
 
 fn append(p: &mut FakePartition, batch: Bytes) -> u64 {
