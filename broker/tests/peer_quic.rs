@@ -1,23 +1,27 @@
 //! Two replicas of one group replicating over real QUIC (loopback, mutual TLS): the peer
-//! transport carries Raft messages as peer frames on one lane per group.
+//! transport carries Raft messages as peer frames on one lane per group, and re-dials a peer
+//! that went away.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use floe_broker::certs::{self, IssueRequest};
 use floe_broker::partition::{Acks, Replica, ReplicaConfig};
-use floe_broker::peer::{GroupMessage, PeerAddress, PeerTransport, TransportOptions};
+use floe_broker::peer::{GroupMessage, PeerAddress, PeerTransport, SendError, TransportOptions};
 use floe_net::{CaCerts, Endpoint, EndpointOptions, Identity};
 use floe_protocol::batch::{BatchBuilder, CompressionCodec};
-use floe_raft::{Config, Membership, NodeId};
+use floe_raft::message::Body;
+use floe_raft::{Config, Membership, Message, NodeId, Term};
 use floe_storage::LogConfig;
 use floe_storage::backend::{Directory, MemDir};
 use tokio::sync::mpsc;
 
 const GROUP: u64 = 7;
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 struct Node {
     replica: Replica,
@@ -32,8 +36,19 @@ fn batch(value: &str) -> Bytes {
     b.finish().expect("finish")
 }
 
-/// One round: deliver what arrived, tick every `tick_every` rounds, send what the replicas
-/// want sent, collect produce answers.
+fn endpoint(certs_dir: &Path, id: u64, bind: SocketAddr) -> std::io::Result<Endpoint> {
+    let ca = CaCerts::from_pem_file(certs_dir.join("ca.pem")).expect("ca pem");
+    let name = format!("node-{id}");
+    let me = Identity::from_pem_files(
+        certs_dir.join(format!("{name}.pem")),
+        certs_dir.join(format!("{name}.key")),
+    )
+    .expect("identity");
+    Endpoint::peer(bind, &me, &ca, &EndpointOptions::loopback()).map_err(std::io::Error::other)
+}
+
+/// One round: deliver what arrived, tick if asked, send what the replicas want sent,
+/// collect produce answers.
 fn round(nodes: &mut [Node], tick: bool, now_ms: u64, acked: &mut BTreeMap<u64, bool>) {
     for n in nodes.iter_mut() {
         while let Ok(m) = n.inbound.try_recv() {
@@ -53,32 +68,60 @@ fn round(nodes: &mut [Node], tick: bool, now_ms: u64, acked: &mut BTreeMap<u64, 
     }
 }
 
+/// Drives until tokens `1..=upto` are all acknowledged and both logs are committed to the
+/// same end, producing the missing ones at whichever node leads. Bounded rounds.
+async fn produce_and_converge(
+    nodes: &mut [Node],
+    now_ms: &mut u64,
+    acked: &mut BTreeMap<u64, bool>,
+    from: u64,
+    upto: u64,
+) {
+    let mut next = from;
+    for i in 0..6_000u64 {
+        let tick = i % 5 == 0;
+        if tick {
+            *now_ms += 10;
+        }
+        round(nodes, tick, *now_ms, acked);
+        if next <= upto
+            && let Some(leader) = nodes.iter_mut().find(|n| n.replica.is_leader())
+        {
+            leader
+                .replica
+                .produce(next, batch(&format!("v{next}")), Acks::All)
+                .expect("produce");
+            next += 1;
+        }
+        let end = nodes[0].replica.log_end();
+        let converged = nodes.iter().all(|n| {
+            n.replica.high_watermark() == n.replica.log_end() && n.replica.log_end() == end
+        });
+        if (from..=upto).all(|t| acked.contains_key(&t)) && converged {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("no convergence: {} acknowledged", acked.len());
+}
+
 #[tokio::test]
-async fn two_replicas_replicate_over_quic() {
+async fn two_replicas_replicate_over_quic_and_survive_a_peer_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     certs::init_ca(dir.path()).expect("ca");
-    let ca = CaCerts::from_pem_file(dir.path().join("ca.pem")).expect("ca pem");
-    let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let mut endpoints = Vec::new();
     for id in [1u64, 2] {
-        let name = format!("node-{id}");
-        let req = IssueRequest::new(&name).expect("name").ip(local);
-        let paths = certs::issue(dir.path(), &req, dir.path()).expect("issue");
-        let me = Identity::from_pem_files(&paths.cert, &paths.key).expect("identity");
-        let ep = Endpoint::peer(
-            SocketAddr::new(local, 0),
-            &me,
-            &ca,
-            &EndpointOptions::loopback(),
-        )
-        .expect("endpoint");
-        endpoints.push(ep);
+        let req = IssueRequest::new(&format!("node-{id}"))
+            .expect("name")
+            .ip(LOCAL);
+        certs::issue(dir.path(), &req, dir.path()).expect("issue");
     }
+    let endpoints: Vec<Endpoint> = (1..=2)
+        .map(|id| endpoint(dir.path(), id, SocketAddr::new(LOCAL, 0)).expect("endpoint"))
+        .collect();
     let addrs: BTreeMap<u64, PeerAddress> = endpoints
         .iter()
-        .enumerate()
-        .map(|(i, ep)| {
-            let id = i as u64 + 1;
+        .zip(1u64..)
+        .map(|(ep, id)| {
             let addr = PeerAddress {
                 addr: ep.local_addr().expect("addr"),
                 server_name: format!("node-{id}"),
@@ -88,16 +131,15 @@ async fn two_replicas_replicate_over_quic() {
         .collect();
     let members = Membership::new([NodeId(1), NodeId(2)], []);
     let mut nodes = Vec::new();
-    for (i, ep) in endpoints.into_iter().enumerate() {
-        let id = i as u64 + 1;
+    for (ep, id) in endpoints.into_iter().zip(1u64..) {
         let (transport, inbound) =
             PeerTransport::start(id, ep, addrs.clone(), TransportOptions::default());
-        let dir: Arc<dyn Directory> = Arc::new(MemDir::new());
+        let disk: Arc<dyn Directory> = Arc::new(MemDir::new());
         let cfg = ReplicaConfig {
             raft: Config::new(NodeId(id)),
             log: LogConfig::default(),
         };
-        let replica = Replica::open(dir, cfg, members.clone(), 0).expect("replica");
+        let replica = Replica::open(disk, cfg, members.clone(), 0).expect("replica");
         nodes.push(Node {
             replica,
             transport,
@@ -106,55 +148,61 @@ async fn two_replicas_replicate_over_quic() {
     }
 
     let mut acked = BTreeMap::new();
-    let run = async {
-        let mut now_ms = 0;
-        let mut produced = 0u64;
-        for i in 0..4_000u64 {
-            let tick = i % 5 == 0;
-            if tick {
-                now_ms += 10;
-            }
-            round(&mut nodes, tick, now_ms, &mut acked);
-            if let Some(leader) = nodes.iter_mut().find(|n| n.replica.is_leader())
-                && produced < 20
-            {
-                produced += 1;
-                leader
-                    .replica
-                    .produce(produced, batch(&format!("v{produced}")), Acks::All)
-                    .expect("produce");
-            }
-            let converged = nodes.iter().all(|n| {
-                n.replica.high_watermark() == n.replica.log_end()
-                    && n.replica.log_end() == nodes[0].replica.log_end()
-            });
-            if acked.len() == 20 && converged {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        panic!("no convergence: {} acknowledged", acked.len());
-    };
-    tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("replication over QUIC within 30 s");
-    assert!(acked.values().all(|ok| *ok), "{acked:?}");
+    let mut now_ms = 0;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        produce_and_converge(&mut nodes, &mut now_ms, &mut acked, 1, 20),
+    )
+    .await
+    .expect("replication over QUIC within 30 s");
     let read = |n: &Node| n.replica.read_committed(0, 1 << 20).expect("read").bytes;
     assert_eq!(read(&nodes[0]), read(&nodes[1]), "byte-identical logs");
     assert!(
         nodes[0].replica.high_watermark() >= 21,
         "20 records and a no-op"
     );
-    let stray = floe_raft::Message {
+
+    let stray = Message {
         from: NodeId(1),
         to: NodeId(9),
-        term: floe_raft::Term(1),
-        body: floe_raft::message::Body::TimeoutNow,
+        term: Term(1),
+        body: Body::TimeoutNow,
     };
     assert_eq!(
         nodes[0].transport.send(GROUP, stray),
-        Err(floe_broker::peer::SendError::UnknownPeer(9))
+        Err(SendError::UnknownPeer(9))
     );
+
+    // Node 2's transport goes away (its connection dies) and comes back on the same address:
+    // node 1 must re-dial it, and replication goes on.
+    let node2 = nodes.pop().expect("node 2");
+    let addr2 = addrs[&2].addr;
+    node2.transport.shutdown().await;
+    let mut rebound = None;
+    for _ in 0..100 {
+        match endpoint(dir.path(), 2, addr2) {
+            Ok(ep) => {
+                rebound = Some(ep);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let ep = rebound.expect("node 2's address can be bound again");
+    let (transport, inbound) = PeerTransport::start(2, ep, addrs, TransportOptions::default());
+    nodes.push(Node {
+        replica: node2.replica,
+        transport,
+        inbound,
+    });
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        produce_and_converge(&mut nodes, &mut now_ms, &mut acked, 21, 30),
+    )
+    .await
+    .expect("replication after the peer came back");
+    assert!(acked.values().all(|ok| *ok), "{acked:?}");
+    assert_eq!(read(&nodes[0]), read(&nodes[1]), "byte-identical logs");
     for n in nodes {
         n.transport.shutdown().await;
     }

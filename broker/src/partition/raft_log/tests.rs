@@ -417,3 +417,43 @@ fn control_entries_encode_to_the_same_bytes_on_every_replica() {
     let bytes = |l: &RaftLog| l.storage().read(0, 1 << 20).expect("read").bytes;
     assert_eq!(bytes(&a), bytes(&b));
 }
+
+#[test]
+fn install_snapshot_after_compaction_and_over_a_conflicting_log() {
+    for end in [5u64, 20] {
+        let Opened { mut log, .. } = open(Arc::new(MemDir::new()));
+        fill(&mut log);
+        log.compact(Snapshot {
+            meta: SnapshotMeta {
+                end: Offset(3),
+                term: Term(1),
+                membership: Membership::default(),
+            },
+            data: Bytes::new(),
+        })
+        .expect("compact");
+        // The leader's snapshot ends inside what this log holds (with another history) or
+        // past it: either way the log becomes empty and restarts at `end`.
+        log.install_snapshot(Snapshot {
+            meta: SnapshotMeta {
+                end: Offset(end),
+                term: Term(9),
+                membership: members(),
+            },
+            data: Bytes::new(),
+        })
+        .expect("install");
+        assert_eq!(
+            (log.start(), log.end(), log.last_term()),
+            (Offset(end), Offset(end), Term(9)),
+            "end {end}"
+        );
+        assert!(log.config_entries().expect("configs").is_empty());
+        log.append(&[Entry::data(Offset(end), Term(9), producer_batch(1, "n"), 1)])
+            .expect("append after install");
+        assert_eq!(
+            log.entry_meta(Offset(end)).expect("meta").map(|m| m.term),
+            Some(Term(9))
+        );
+    }
+}
