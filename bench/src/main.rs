@@ -2,6 +2,7 @@
 //! `--json FILE`, one JSON object with the fields of DESIGN.md's contract.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -43,6 +44,11 @@ pub(crate) struct StorageArgs {
     /// producers); `never` leaves write-back to the kernel.
     #[arg(long, value_enum, default_value_t = FsyncArg::Always)]
     pub(crate) fsync: FsyncArg,
+    /// Segment size in bytes (default: the log's default). Rolling a segment fsyncs it, even
+    /// under `--fsync never` (sealed segments are durable by construction), so a run longer
+    /// than one segment includes that write-back.
+    #[arg(long)]
+    pub(crate) segment_bytes: Option<u64>,
     /// Concurrent producer threads (each waits for its append's acknowledgement).
     #[arg(long, default_value_t = 8)]
     pub(crate) producers: usize,
@@ -63,18 +69,24 @@ pub(crate) enum FsyncArg {
     Never,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let report = match cli.command {
-        Command::Storage(args) => {
-            let json = args.json.clone();
-            let report = storage_bench::run(&args)?;
-            (report, json)
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, whatever RUST_BACKTRACE says: the command-line contract.
+            eprintln!("floe-bench: {e:#}");
+            ExitCode::FAILURE
         }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let (report, json) = match cli.command {
+        Command::Storage(args) => (storage_bench::run(&args)?, args.json),
     };
-    report.0.print_human();
-    if let Some(path) = report.1 {
-        report.0.write_json(&path)?;
+    report.print_human();
+    if let Some(path) = json {
+        report.write_json(&path)?;
     }
     Ok(())
 }

@@ -16,7 +16,9 @@ const CHUNK: usize = 1 << 20;
 /// second pays for the first one's write-back (the kernel throttles writers once dirty pages
 /// pass its background threshold), which biases every ratio.
 pub(crate) fn settle() -> anyhow::Result<()> {
-    let status = std::process::Command::new("sync").status().context("running sync")?;
+    let status = std::process::Command::new("sync")
+        .status()
+        .context("running sync")?;
     anyhow::ensure!(status.success(), "sync exited with {status}");
     Ok(())
 }

@@ -63,13 +63,15 @@ pub(crate) fn run(args: &StorageArgs) -> anyhow::Result<Report> {
     raw::settle()?;
     let raw_write = first.min(raw::write_like_dd(&raw_file, stored_bytes)?);
 
+    let defaults = LogConfig::default();
     let config = LogConfig {
         fsync: match args.fsync {
             FsyncArg::Always => FsyncPolicy::Always,
             FsyncArg::Never => FsyncPolicy::Never,
         },
         max_batch_bytes: MAX_BATCH_BYTES as u32,
-        ..LogConfig::default()
+        segment_bytes: args.segment_bytes.unwrap_or(defaults.segment_bytes),
+        ..defaults
     };
     let log = open_log(&log_dir, config.clone())?;
     raw::settle()?;
@@ -91,6 +93,8 @@ pub(crate) fn run(args: &StorageArgs) -> anyhow::Result<Report> {
     let raw_write_mb = mb_per_sec(stored_bytes, raw_write);
     report.extra("payload_bytes", records * args.message_size as u64);
     report.extra("fsync", format!("{:?}", args.fsync).to_lowercase());
+    report.extra("batch_records", args.batch_records as u64);
+    report.extra("segment_bytes", config.segment_bytes);
     report.extra("raw_write_mb_per_sec", raw_write_mb);
     report.extra("write_vs_raw", write_mb / raw_write_mb);
     if args.fsync == FsyncArg::Always {
