@@ -83,7 +83,7 @@ impl ConsumerBuilder {
                 max_buffered_bytes: self.max_buffered_bytes,
                 max_partition_bytes: self.max_partition_bytes.max(1),
                 memory: Arc::new(Semaphore::new(self.max_buffered_bytes)),
-                tx,
+                tx: Mutex::new(Some(tx)),
                 parts: Mutex::new(HashMap::new()),
                 stream: Mutex::new(StreamState { rx, current: None }),
             }),
@@ -129,7 +129,8 @@ struct Shared {
     max_buffered_bytes: usize,
     max_partition_bytes: u32,
     memory: Arc<Semaphore>,
-    tx: mpsc::UnboundedSender<Item>,
+    /// Where readers deliver; taken on close so the stream ends once the readers are gone.
+    tx: Mutex<Option<mpsc::UnboundedSender<Item>>>,
     parts: Mutex<HashMap<TopicPartition, PartState>>,
     stream: Mutex<StreamState>,
 }
@@ -158,11 +159,7 @@ pub struct Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        for part in lock(&self.shared.parts).values_mut() {
-            if let Some(task) = part.reader.take() {
-                task.abort();
-            }
-        }
+        self.close();
     }
 }
 
@@ -179,6 +176,9 @@ impl Consumer {
     /// Starts reading `tp` from `start` (replacing any earlier assignment of it).
     pub async fn assign(&self, tp: TopicPartition, start: StartFrom) -> Result<()> {
         let position = self.resolve(&tp, start).await?;
+        if lock(&self.shared.tx).is_none() {
+            return Err(Error::Closed);
+        }
         let mut parts = lock(&self.shared.parts);
         let generation = parts.get(&tp).map_or(0, |p| p.generation + 1);
         if let Some(old) = parts.get_mut(&tp).and_then(|p| p.reader.take()) {
@@ -191,7 +191,7 @@ impl Consumer {
                 position,
                 generation,
                 paused: false,
-                reader: Some(reader),
+                reader,
             },
         );
         Ok(())
@@ -243,7 +243,7 @@ impl Consumer {
             task.abort();
         }
         if !part.paused {
-            part.reader = Some(self.spawn_reader(tp.clone(), part.generation, offset));
+            part.reader = self.spawn_reader(tp.clone(), part.generation, offset);
         }
         Ok(())
     }
@@ -273,7 +273,7 @@ impl Consumer {
         let part = parts.get_mut(tp).ok_or_else(|| not_assigned(tp))?;
         if part.paused {
             part.paused = false;
-            part.reader = Some(self.spawn_reader(tp.clone(), part.generation, part.position));
+            part.reader = self.spawn_reader(tp.clone(), part.generation, part.position);
         }
         Ok(())
     }
@@ -301,8 +301,10 @@ impl Consumer {
         }
     }
 
-    /// Stops every reader and drops the buffered records.
+    /// Stops every reader and drops the buffered records; the stream then ends. Later
+    /// assignments fail with [`Error::Closed`].
     pub fn close(&self) {
+        lock(&self.shared.tx).take();
         let mut parts = lock(&self.shared.parts);
         for (_, mut part) in parts.drain() {
             if let Some(task) = part.reader.take() {
@@ -332,13 +334,15 @@ impl Consumer {
         tp: TopicPartition,
         generation: u64,
         position: u64,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(read_partition(
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let tx = lock(&self.shared.tx).clone()?;
+        Some(tokio::spawn(read_partition(
             self.shared.clone(),
+            tx,
             tp,
             generation,
             position,
-        ))
+        )))
     }
 }
 
@@ -386,7 +390,7 @@ pub(crate) async fn list_offset(
 }
 
 /// A stream of records from a [`Consumer`]'s assigned partitions; see [`Consumer::stream`].
-/// It ends only when the consumer is dropped.
+/// It ends when the consumer is closed or dropped.
 #[derive(Debug)]
 pub struct RecordStream {
     shared: Arc<Shared>,
@@ -447,12 +451,18 @@ fn is_current(shared: &Shared, tp: &TopicPartition, generation: u64) -> bool {
 
 /// A partition's reader: subscribes at the leader and feeds the buffer, resubscribing after
 /// retryable failures.
-async fn read_partition(shared: Arc<Shared>, tp: TopicPartition, generation: u64, mut next: u64) {
+async fn read_partition(
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Item>,
+    tp: TopicPartition,
+    generation: u64,
+    mut next: u64,
+) {
     let mut attempt = 0u32;
     let topic: Arc<str> = Arc::from(tp.topic.as_str());
     while is_current(&shared, &tp, generation) {
         let before = next;
-        let result = subscribe_once(&shared, &tp, &topic, generation, &mut next).await;
+        let result = subscribe_once(&shared, &tx, &tp, &topic, generation, &mut next).await;
         if next > before {
             attempt = 0;
         }
@@ -461,7 +471,7 @@ async fn read_partition(shared: Arc<Shared>, tp: TopicPartition, generation: u64
             Err(e) => e,
         };
         if !error.is_retryable() {
-            let _ = shared.tx.send(Item::Failed {
+            let _ = tx.send(Item::Failed {
                 tp,
                 generation,
                 error,
@@ -500,6 +510,7 @@ fn stream_error(addr: std::net::SocketAddr, e: floe_net::StreamError, send: bool
 /// One subscription: returns when the stream ends (Ok) or fails.
 async fn subscribe_once(
     shared: &Shared,
+    tx: &mpsc::UnboundedSender<Item>,
     tp: &TopicPartition,
     topic: &Arc<str>,
     generation: u64,
@@ -619,7 +630,7 @@ async fn subscribe_once(
                 return Ok(());
             }
             *next = records.back().map_or(*next, |r| r.offset + 1);
-            let _ = shared.tx.send(Item::Records {
+            let _ = tx.send(Item::Records {
                 tp: tp.clone(),
                 generation,
                 records,

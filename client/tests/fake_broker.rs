@@ -165,6 +165,7 @@ async fn producer_batches_partitions_per_leader_and_keeps_send_order() {
     let client = connect(&cluster).await;
     let producer = Producer::builder(&client)
         .linger(Duration::from_millis(20))
+        .acks(floe_client::Acks::Leader)
         .compression(Compression::Lz4)
         .build()
         .await
@@ -190,6 +191,10 @@ async fn producer_batches_partitions_per_leader_and_keeps_send_order() {
         assert_eq!(cluster.values("t", p), expected, "partition {p}");
     }
     // Partitions 0..3 share leader 1: some request carried several of them.
+    assert_eq!(
+        cluster.with(|s| s.stats.last_acks),
+        Some(floe_client::Acks::Leader)
+    );
     let max_parts = cluster.with(|s| s.stats.produce_partitions.iter().copied().max());
     assert!(max_parts.unwrap() >= 2, "{max_parts:?}");
     assert_eq!(producer.buffered_bytes(), 0);
@@ -696,6 +701,12 @@ async fn seek_pause_and_resume() {
         consumer.seek(&p1, 0),
         Err(Error::NotAssigned { .. })
     ));
+
+    // Closing ends the stream and refuses new assignments.
+    consumer.close();
+    assert!(timeout(WAIT, stream.next()).await.unwrap().is_none());
+    let e = consumer.assign(p0, StartFrom::Earliest).await.unwrap_err();
+    assert!(matches!(e, Error::Closed), "{e}");
 }
 
 #[tokio::test]

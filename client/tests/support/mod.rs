@@ -122,6 +122,7 @@ pub struct Stats {
     pub metadata_requests: usize,
     pub pushed_bytes: u64,
     pub connections: usize,
+    pub last_acks: Option<Acks>,
 }
 
 #[derive(Debug)]
@@ -517,6 +518,7 @@ impl Node {
         }
         let mut s = self.state.lock().unwrap();
         s.stats.produce_requests += 1;
+        s.stats.last_acks = Some(r.acks);
         let count = r.topics.iter().map(|t| t.partitions.len()).sum();
         s.stats.produce_partitions.push(count);
         let mut topics = Vec::new();
@@ -531,13 +533,13 @@ impl Node {
                 partitions: results,
             });
         }
-        let drop = s.knobs.drop_produce_responses > 0;
-        if drop {
+        let lose = s.knobs.drop_produce_responses > 0;
+        if lose {
             s.knobs.drop_produce_responses -= 1;
         }
-        drop_guard(s);
+        drop(s);
         self.appended.notify_waiters();
-        (Response::from(ProduceResponse { topics }), drop)
+        (Response::from(ProduceResponse { topics }), lose)
     }
 
     async fn subscribe(&self, r: SubscribeRequest, req: IncomingRequest) {
@@ -683,8 +685,6 @@ impl Node {
         }
     }
 }
-
-fn drop_guard<T>(_: T) {}
 
 fn brokers(s: &State) -> Vec<BrokerInfo> {
     s.nodes
