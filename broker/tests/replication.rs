@@ -676,7 +676,11 @@ fn a_follower_behind_the_leaders_log_start_is_caught_up_from_it() {
 /// Runs `rounds` of produce / kill / restart under message loss and duplication, then heals
 /// and checks that nothing acknowledged was lost. Returns every replica's final committed log
 /// and the acknowledgements, for the determinism check.
-fn chaos(seed: u64, rounds: usize) -> (Vec<Vec<(u64, Bytes)>>, Vec<(u64, Option<u64>)>) {
+/// A chaos run's outcome: every replica's committed log, and each produce's acknowledged
+/// offset (if any).
+type Outcome = (Vec<Vec<(u64, Bytes)>>, Vec<(u64, Option<u64>)>);
+
+fn chaos(seed: u64, rounds: usize) -> Outcome {
     let disks = (0..3).map(|_| Disk::Fault(FaultDir::new())).collect();
     let mut c = Cluster::new(seed, disks);
     c.drop_rate = 0.1;
