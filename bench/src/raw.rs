@@ -23,15 +23,19 @@ pub(crate) fn settle() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `total_bytes` of zeros to `path` in 1 MiB writes without syncing; returns the time.
-pub(crate) fn write_like_dd(path: &Path, total_bytes: u64) -> anyhow::Result<Duration> {
-    let buf = vec![0u8; CHUNK];
-    let mut f = OpenOptions::new()
+fn create_empty(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+/// Writes `total_bytes` of zeros to `path` in 1 MiB writes without syncing; returns the time.
+pub(crate) fn write_like_dd(path: &Path, total_bytes: u64) -> anyhow::Result<Duration> {
+    let buf = vec![0u8; CHUNK];
+    let mut f = create_empty(path)?;
     let start = Instant::now();
     let mut left = total_bytes;
     while left > 0 {
@@ -65,12 +69,7 @@ pub(crate) fn read_like_dd(paths: &[std::path::PathBuf]) -> anyhow::Result<(u64,
 /// append without group commit. Returns the time.
 pub(crate) fn fsync_each_write(path: &Path, size: usize, count: u64) -> anyhow::Result<Duration> {
     let buf = vec![0x5au8; size];
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut f = create_empty(path)?;
     let start = Instant::now();
     for _ in 0..count {
         f.write_all(&buf)?;
