@@ -73,3 +73,13 @@ pub mod wire;
 pub use error::{ErrorCode, RETIRED_CODES};
 pub use frame::{FrameHeader, FrameKind, FrameLimits};
 pub use wire::{DecodeError, DecodeErrorKind, Wire};
+
+/// Case count for this crate's property tests: `PROPTEST_CASES` when set (the long test
+/// profile raises it), else the given default.
+#[cfg(test)]
+pub(crate) fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

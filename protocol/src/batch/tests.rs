@@ -62,7 +62,7 @@ fn sample_records(n: usize) -> Vec<OwnedRecord> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(64)))]
 
     #[test]
     fn round_trip(codec in arb_codec(), records in proptest::collection::vec(arb_record(), 1..20),

@@ -12,7 +12,7 @@ fn limits() -> FrameLimits {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(256)))]
 
     #[test]
     fn request_round_trip(req in Request::arb(), cid: u32) {

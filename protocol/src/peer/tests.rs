@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(256)))]
 
     #[test]
     fn request_round_trip(req in PeerRequest::arb(), cid: u32) {
