@@ -286,3 +286,35 @@ impl Cluster {
         }
     }
 }
+
+#[test]
+fn read_index_rounds_ride_the_coalesced_beats() {
+    let mut c = Cluster::new();
+    for _ in 0..300 {
+        c.tick();
+    }
+    let (h, g) = (0..3)
+        .flat_map(|h| (0..GROUPS).map(move |g| (h, g)))
+        .find(|(h, g)| c.hosts[*h].group(GroupId(*g)).unwrap().role() == Role::Leader)
+        .unwrap();
+    c.hosts[h]
+        .group_mut(GroupId(g))
+        .unwrap()
+        .read_index(42)
+        .unwrap();
+    c.hosts[h].flush_group(GroupId(g));
+    let mut beats_with_ctx = 0;
+    let mut wire: Vec<Transmit> = std::iter::from_fn(|| c.hosts[h].poll_transmit()).collect();
+    for t in &wire {
+        beats_with_ctx += t.beats.iter().filter(|b| b.read_ctx > 0).count();
+        assert!(t.messages.is_empty(), "no per-group heartbeat messages");
+    }
+    assert_eq!(beats_with_ctx, 2);
+    for t in wire.drain(..) {
+        let to = t.to.0 as usize - 1;
+        c.hosts[to].handle_transmit(t).unwrap();
+    }
+    c.pump();
+    let read = c.hosts[h].group_mut_quiet(GroupId(g)).unwrap().poll_read();
+    assert_eq!(read.map(|r| r.ctx), Some(42));
+}

@@ -188,7 +188,7 @@ impl<L: Log> Host<L> {
         for b in t.beats {
             let body = Body::Heartbeat(Heartbeat {
                 commit_end: b.commit_end,
-                read_ctx: 0,
+                read_ctx: b.read_ctx,
             });
             let msg = Message {
                 from,
@@ -201,8 +201,8 @@ impl<L: Log> Host<L> {
         }
         for r in t.beat_responses {
             let body = Body::HeartbeatResponse(HeartbeatResponse {
-                read_ctx: 0,
-                repair_from: None,
+                read_ctx: r.read_ctx,
+                repair_from: r.repair_from,
             });
             self.deliver(
                 r.group,
@@ -323,6 +323,7 @@ impl<L: Log> Host<L> {
                 group,
                 term,
                 commit_end,
+                read_ctx: 0,
                 quiesce: true,
             });
         }
@@ -371,23 +372,22 @@ impl<L: Log> Host<L> {
     }
 }
 
-/// Folds plain heartbeats into beats; everything else goes as a group message.
+/// Folds heartbeats and their answers into beats; everything else goes as a group message.
 fn push_message(t: &mut Transmit, group: GroupId, m: Message) {
     match m.body {
-        Body::Heartbeat(h) if h.read_ctx == 0 => {
-            t.beats.push(Beat {
-                group,
-                term: m.term,
-                commit_end: h.commit_end,
-                quiesce: false,
-            });
-        }
-        Body::HeartbeatResponse(r) if r.read_ctx == 0 && r.repair_from.is_none() => {
-            t.beat_responses.push(BeatResponse {
-                group,
-                term: m.term,
-            });
-        }
+        Body::Heartbeat(h) => t.beats.push(Beat {
+            group,
+            term: m.term,
+            commit_end: h.commit_end,
+            read_ctx: h.read_ctx,
+            quiesce: false,
+        }),
+        Body::HeartbeatResponse(r) => t.beat_responses.push(BeatResponse {
+            group,
+            term: m.term,
+            read_ctx: r.read_ctx,
+            repair_from: r.repair_from,
+        }),
         _ => t.messages.push(GroupMessage { group, message: m }),
     }
 }

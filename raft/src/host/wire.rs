@@ -25,6 +25,8 @@ pub struct Beat {
     pub term: Term,
     /// Commit end for this follower.
     pub commit_end: Offset,
+    /// ReadIndex round this heartbeat confirms (0: none).
+    pub read_ctx: u64,
     /// The group is idle: stop ticking it until something happens.
     pub quiesce: bool,
 }
@@ -36,6 +38,10 @@ pub struct BeatResponse {
     pub group: GroupId,
     /// The follower's term.
     pub term: Term,
+    /// Echo of the beat's `read_ctx`.
+    pub read_ctx: u64,
+    /// Set by a damaged replica: resend from here.
+    pub repair_from: Option<Offset>,
 }
 
 /// Everything one node sends another in one go: at most one per peer per poll round, and at
@@ -46,7 +52,7 @@ pub struct Transmit {
     pub from: NodeId,
     /// Receiver node.
     pub to: NodeId,
-    /// Per-group messages other than plain heartbeats.
+    /// Per-group messages other than heartbeats.
     pub messages: Vec<GroupMessage>,
     /// Coalesced heartbeats of the groups `from` leads.
     pub beats: Vec<Beat>,
