@@ -102,10 +102,10 @@ pub trait Log {
     }
 }
 
-/// Term of the entry ending at `end`: the snapshot term at the log start, `None` outside
-/// `start()..=end()` or when `end` is not an entry boundary... except that a position inside an
-/// entry reports that entry's term (callers compare terms at leader boundaries).
-pub(crate) fn term_at<L: Log + ?Sized>(log: &L, end: Offset) -> Result<Option<Term>, LogError> {
+/// Term of the entry ending at `end` (the snapshot term at the log start; `None` outside
+/// `start()..=end()`). A position inside an entry reports that entry's term: callers only
+/// compare terms at the leader's entry boundaries.
+pub fn term_at<L: Log + ?Sized>(log: &L, end: Offset) -> Result<Option<Term>, LogError> {
     if end == log.start() {
         return Ok(Some(log.snapshot_meta().term));
     }
@@ -117,7 +117,7 @@ pub(crate) fn term_at<L: Log + ?Sized>(log: &L, end: Offset) -> Result<Option<Te
 
 /// The largest entry boundary `p <= end` (and `p >= start`) whose term is at most `term`, and
 /// that term: the fast back-off search on both sides of a rejected append.
-pub(crate) fn find_conflict_by_term<L: Log + ?Sized>(
+pub fn find_conflict_by_term<L: Log + ?Sized>(
     log: &L,
     end: Offset,
     term: Term,
