@@ -833,3 +833,77 @@ async fn metadata_is_refreshed_on_a_timer() {
     assert!(cluster.with(|s| s.stats.metadata_requests) >= before + 2);
     assert_eq!(client.leader(&tp).await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn a_fatal_partition_error_reaches_the_stream_once() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 2, 1);
+    cluster.append("t", 1, batch("ok", 2, 0, CompressionCodec::None));
+    let client = connect(&cluster).await;
+    let consumer = Consumer::builder(&client).build().unwrap();
+    // Partition 0 has no offset 100; partition 1 is fine.
+    consumer
+        .assign(TopicPartition::new("t", 0), StartFrom::Offset(100))
+        .await
+        .unwrap();
+    consumer
+        .assign(TopicPartition::new("t", 1), StartFrom::Earliest)
+        .await
+        .unwrap();
+    let mut stream = consumer.stream();
+    let mut errors = Vec::new();
+    let mut records = Vec::new();
+    while records.len() < 2 || errors.is_empty() {
+        match timeout(WAIT, stream.next()).await.unwrap().unwrap() {
+            Ok(r) => records.push(r),
+            Err(e) => errors.push(e),
+        }
+    }
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].code(), Some(ErrorCode::OffsetOutOfRange));
+    assert!(errors[0].is_fatal());
+    assert!(records.iter().all(|r| r.partition == 1));
+    nothing_within(&mut stream, Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn an_unresolved_batch_bumps_the_epoch_so_later_batches_are_not_out_of_order() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    let client = timeout(
+        WAIT,
+        cluster
+            .client()
+            .request_timeout(Duration::from_millis(100))
+            .build(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let producer = Producer::builder(&client)
+        .retries(u32::MAX, Duration::from_millis(10))
+        .delivery_timeout(Duration::from_millis(400))
+        .build()
+        .await
+        .unwrap();
+    let (pid, epoch) = producer.producer_id().unwrap();
+    producer.send(ProducerRecord::new("t", "a")).await.unwrap();
+    // The broker swallows the next batch: the client cannot know whether it was appended.
+    cluster.with(|s| s.knobs.black_hole_produce = true);
+    let e = timeout(WAIT, producer.send(ProducerRecord::new("t", "lost")))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, Error::DeliveryTimeout { .. }), "{e}");
+    cluster.with(|s| s.knobs.black_hole_produce = false);
+    // Sequence 1 never reached the log; without a new epoch the next batch (sequence 2)
+    // would be refused as out of order.
+    let meta = timeout(WAIT, producer.send(ProducerRecord::new("t", "b")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta.offset, 1);
+    assert_eq!(producer.producer_id(), Some((pid, epoch + 1)));
+    assert_eq!(cluster.with(|s| s.stats.epoch_bumps), 1);
+    assert_eq!(cluster.values("t", 0), vec![b"a".to_vec(), b"b".to_vec()]);
+}

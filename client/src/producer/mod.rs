@@ -192,17 +192,18 @@ impl ProducerBuilder {
         }
         let client = self.client;
         let producer = if c.idempotence {
-            Some(init_producer_id(&client).await?)
+            Some(init_producer_id(&client, None).await?)
         } else {
             None
         };
+        let producer = Arc::new(Mutex::new(producer));
         let memory = Arc::new(Semaphore::new(c.buffer_memory));
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(
             sender::Sender::new(
                 client.clone(),
                 self.config.clone(),
-                producer,
+                producer.clone(),
                 tx.clone(),
                 rx,
             )
@@ -223,10 +224,15 @@ impl ProducerBuilder {
     }
 }
 
-async fn init_producer_id(client: &Client) -> Result<(i64, i16)> {
+/// A new producer id (`current` = `None`), or the next epoch of `current`.
+pub(crate) async fn init_producer_id(
+    client: &Client,
+    current: Option<(i64, i16)>,
+) -> Result<(i64, i16)> {
+    let (producer_id, producer_epoch) = current.unwrap_or((-1, -1));
     let request = Request::from(InitProducerIdRequest {
-        producer_id: -1,
-        producer_epoch: -1,
+        producer_id,
+        producer_epoch,
     });
     match client.call_any(&request).await? {
         Response::InitProducerId(r) if r.error.is_ok() => Ok((r.producer_id, r.producer_epoch)),
@@ -277,13 +283,16 @@ pub(crate) enum Command {
     Close(Option<oneshot::Sender<()>>),
     /// Metadata changed (a refresh finished): look at waiting batches again.
     Wake,
+    /// The producer epoch was bumped (or could not be).
+    Bumped(Result<(i64, i16)>),
 }
 
 #[derive(Debug)]
 struct Shared {
     client: Client,
     config: ProducerConfig,
-    producer: Option<(i64, i16)>,
+    /// The id and epoch in use (the epoch changes after an unresolved failure).
+    producer: Arc<Mutex<Option<(i64, i16)>>>,
     memory: Arc<Semaphore>,
     tx: mpsc::UnboundedSender<Command>,
     partitioner: Mutex<Partitioner>,
@@ -426,9 +435,11 @@ impl Producer {
         self.shared.config.buffer_memory - self.shared.memory.available_permits()
     }
 
-    /// The idempotent producer id and epoch, if idempotence is on.
+    /// The idempotent producer id and epoch, if idempotence is on. The epoch is bumped
+    /// after a batch fails without knowing whether the broker appended it (for example
+    /// after the delivery timeout), so later batches start a fresh sequence.
     pub fn producer_id(&self) -> Option<(i64, i16)> {
-        self.shared.producer
+        *lock(&self.shared.producer)
     }
 
     async fn enqueue(&self, mut record: ProducerRecord, notify: Notify) -> Result<()> {

@@ -1,7 +1,7 @@
 //! The producer's background task: the only owner of batches.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use floe_protocol::ErrorCode;
@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{Command, Notify, ProducerConfig};
-use crate::client::{Client, Config};
+use crate::client::{Client, Config, lock};
 use crate::error::{Error, Result};
 use crate::metadata::BrokerAddr;
 use crate::record::{ProducerRecord, RecordMetadata};
@@ -84,6 +84,8 @@ pub(super) struct Sender {
     client: Client,
     config: ProducerConfig,
     producer: Option<(i64, i16)>,
+    /// Where the handles read the id and epoch.
+    shared_producer: Arc<Mutex<Option<(i64, i16)>>>,
     tx: mpsc::UnboundedSender<Command>,
     rx: mpsc::UnboundedReceiver<Command>,
     queues: BTreeMap<Key, PartitionQueue>,
@@ -91,20 +93,37 @@ pub(super) struct Sender {
     flushes: Vec<FlushWaiter>,
     closing: Option<Vec<oneshot::Sender<()>>>,
     refreshing: bool,
+    bump: Bump,
+    /// Set when the epoch could not be bumped: every record fails with it.
+    fatal: Option<Error>,
+}
+
+/// The epoch bump after a batch failed with an unknown outcome: its sequence numbers may or
+/// may not be in the log, so the partition's next sequence is unknowable. Kafka's answer
+/// (KIP-360): once no batch with a sequence is unresolved, take the next epoch and start
+/// every partition at sequence 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bump {
+    Idle,
+    /// Needed; not before this instant (a retry after a failed attempt).
+    Needed(Instant),
+    Running,
 }
 
 impl Sender {
     pub(super) fn new(
         client: Client,
         config: ProducerConfig,
-        producer: Option<(i64, i16)>,
+        shared_producer: Arc<Mutex<Option<(i64, i16)>>>,
         tx: mpsc::UnboundedSender<Command>,
         rx: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
+        let producer = *lock(&shared_producer);
         Sender {
             client,
             config,
             producer,
+            shared_producer,
             tx,
             rx,
             queues: BTreeMap::new(),
@@ -112,6 +131,8 @@ impl Sender {
             flushes: Vec::new(),
             closing: None,
             refreshing: false,
+            bump: Bump::Idle,
+            fatal: None,
         }
     }
 
@@ -119,6 +140,7 @@ impl Sender {
         loop {
             let now = Instant::now();
             self.seal_due(now);
+            self.maybe_bump(now);
             self.send_ready(now);
             self.finish_flushes();
             if let Some(waiters) = &mut self.closing
@@ -175,7 +197,54 @@ impl Sender {
                 waiters.extend(done);
             }
             Command::Wake => self.refreshing = false,
+            Command::Bumped(Ok(producer)) => {
+                tracing::info!(?producer, "producer epoch bumped");
+                self.producer = Some(producer);
+                *lock(&self.shared_producer) = Some(producer);
+                for q in self.queues.values_mut() {
+                    q.next_sequence = 0;
+                }
+                self.bump = Bump::Idle;
+            }
+            Command::Bumped(Err(e)) if e.is_retryable() => {
+                self.bump = Bump::Needed(Instant::now() + self.config.retry_backoff);
+            }
+            Command::Bumped(Err(e)) => {
+                tracing::error!(error = %e, "cannot bump the producer epoch");
+                self.bump = Bump::Idle;
+                self.fatal = Some(e.clone());
+                let keys: Vec<Key> = self.queues.keys().cloned().collect();
+                for key in keys {
+                    let q = self.queues.get_mut(&key).expect("listed");
+                    seal(q);
+                    while !self.queues[&key].ready.is_empty() {
+                        self.fail(&key, e.clone(), false);
+                    }
+                }
+            }
         }
+    }
+
+    /// Starts the epoch bump once nothing with a sequence is unresolved.
+    fn maybe_bump(&mut self, now: Instant) {
+        let Bump::Needed(not_before) = self.bump else {
+            return;
+        };
+        let unresolved = self
+            .queues
+            .values()
+            .any(|q| q.ready.front().is_some_and(|b| b.base_sequence.is_some()));
+        if unresolved || !self.requests.is_empty() || not_before > now {
+            return;
+        }
+        self.bump = Bump::Running;
+        let client = self.client.clone();
+        let current = self.producer;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let result = super::init_producer_id(&client, current).await;
+            let _ = tx.send(Command::Bumped(result));
+        });
     }
 
     fn new_builder(&self) -> BatchBuilder {
@@ -195,6 +264,10 @@ impl Sender {
         permit: OwnedSemaphorePermit,
         notify: Notify,
     ) {
+        if let Some(e) = &self.fatal {
+            notify.done(Err(e.clone()));
+            return;
+        }
         let key: Key = (Arc::from(record.topic.as_str()), partition);
         let headers: Vec<(&str, &[u8])> = record
             .headers
@@ -276,9 +349,13 @@ impl Sender {
             }
             if !q.in_flight
                 && let Some(front) = q.ready.front()
+                && (self.bump == Bump::Idle || front.base_sequence.is_some())
             {
                 at(front.retry_at.unwrap_or_else(Instant::now));
             }
+        }
+        if let Bump::Needed(t) = self.bump {
+            at(t);
         }
         wake
     }
@@ -299,14 +376,21 @@ impl Sender {
             if front.retry_at.is_some_and(|t| t > now) {
                 continue;
             }
+            if self.bump != Bump::Idle && front.base_sequence.is_none() {
+                // New sequences wait for the new epoch.
+                continue;
+            }
             let Some((leader, broker)) = self.client.cached_leader(&key.0, key.1) else {
                 need_metadata = true;
                 front.retry_at = Some(now + self.config.retry_backoff);
                 continue;
             };
-            if self.producer.is_some() && front.base_sequence.is_none() {
-                // First send: this batch takes the partition's next sequence numbers.
-                front.bytes = with_sequence(&front.bytes, q.next_sequence);
+            if let Some((id, epoch)) = self.producer
+                && front.base_sequence.is_none()
+            {
+                // First send: this batch takes the producer's current epoch and the
+                // partition's next sequence numbers.
+                front.bytes = with_sequence(&front.bytes, id, epoch, q.next_sequence);
                 front.base_sequence = Some(q.next_sequence);
                 q.next_sequence = next_sequence(q.next_sequence, front.record_count);
             }
@@ -541,11 +625,15 @@ impl Sender {
     /// batch would leave a gap and be refused as out of order).
     fn fail(&mut self, key: &Key, error: Error, refused: bool) {
         let Some(batch) = self.pop(key) else { return };
-        if refused
-            && let Some(sequence) = batch.base_sequence
-            && let Some(q) = self.queues.get_mut(key)
-        {
-            q.next_sequence = sequence;
+        if let Some(sequence) = batch.base_sequence {
+            if refused {
+                if let Some(q) = self.queues.get_mut(key) {
+                    q.next_sequence = sequence;
+                }
+            } else if self.bump == Bump::Idle && self.fatal.is_none() {
+                // The broker may or may not hold this batch: a new epoch resets sequences.
+                self.bump = Bump::Needed(Instant::now());
+            }
         }
         tracing::debug!(topic = %key.0, partition = key.1, error = %error, "batch failed");
         for r in batch.records {
@@ -618,11 +706,13 @@ fn next_sequence(sequence: i32, count: u32) -> i32 {
     ((i64::from(sequence) + i64::from(count)) % (i64::from(i32::MAX) + 1)) as i32
 }
 
-/// `batch` with its base sequence set to `sequence` and its CRC resealed.
-fn with_sequence(batch: &Bytes, sequence: i32) -> Bytes {
+/// `batch` with its producer id, epoch and base sequence set, and its CRC resealed.
+fn with_sequence(batch: &Bytes, producer_id: i64, epoch: i16, sequence: i32) -> Bytes {
     let mut bytes = batch.to_vec();
     match BatchHeader::parse(&bytes) {
         Ok(mut header) => {
+            header.producer_id = producer_id;
+            header.producer_epoch = epoch;
             header.base_sequence = sequence;
             header.write(&mut bytes);
             seal_crc(&mut bytes);

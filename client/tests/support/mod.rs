@@ -111,6 +111,8 @@ pub struct Knobs {
     pub produce_delay: Option<Duration>,
     /// Refuse every produce partition with this code (nothing appended).
     pub refuse_produce: Option<ErrorCode>,
+    /// Never answer produce requests and append nothing (a broker lost in the network).
+    pub black_hole_produce: bool,
     /// Refuse admin requests with `NotController` this many times.
     pub not_controller: usize,
 }
@@ -123,6 +125,7 @@ pub struct Stats {
     pub pushed_bytes: u64,
     pub connections: usize,
     pub last_acks: Option<Acks>,
+    pub epoch_bumps: usize,
 }
 
 #[derive(Debug)]
@@ -316,6 +319,10 @@ impl Node {
                 self.subscribe(r, req).await;
                 return;
             }
+            Request::Produce(_) if self.state.lock().unwrap().knobs.black_hole_produce => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                return;
+            }
             Request::Produce(r) => {
                 let (response, drop) = self.produce(r).await;
                 if drop {
@@ -466,6 +473,15 @@ impl Node {
                 controller_id: Some(1),
                 brokers: brokers(&s),
             }),
+            Request::InitProducerId(r) if r.producer_id >= 0 => {
+                // Bump the epoch of an existing producer.
+                s.stats.epoch_bumps += 1;
+                Response::from(InitProducerIdResponse {
+                    error: ErrorCode::None,
+                    producer_id: r.producer_id,
+                    producer_epoch: r.producer_epoch + 1,
+                })
+            }
             Request::InitProducerId(_) => {
                 s.next_producer_id += 1;
                 Response::from(InitProducerIdResponse {
@@ -561,6 +577,9 @@ impl Node {
                     let (error, leader, hw) = match p {
                         None => (ErrorCode::UnknownTopicOrPartition, None, 0),
                         Some(p) if p.leader != self.id => (ErrorCode::NotLeader, Some(p.leader), 0),
+                        Some(p) if fp.fetch_offset > p.next_offset => {
+                            (ErrorCode::OffsetOutOfRange, None, p.next_offset)
+                        }
                         Some(p) => (ErrorCode::None, None, p.next_offset),
                     };
                     if error.is_ok() {
@@ -768,6 +787,10 @@ fn produce_partition(
             if h.producer_epoch < st.epoch {
                 result.error = ErrorCode::ProducerFenced;
                 return result;
+            }
+            if h.producer_epoch > st.epoch {
+                // A new epoch starts a new sequence.
+                st.batches.clear();
             }
             st.epoch = h.producer_epoch;
             let last_seq = h.base_sequence + h.record_count as i32 - 1;
