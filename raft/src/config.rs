@@ -43,3 +43,32 @@ impl Config {
         }
     }
 }
+
+impl Config {
+    /// Checks that the options can work together.
+    pub fn validate(&self) -> Result<(), crate::error::ConfigError> {
+        if self.heartbeat_ticks == 0 || self.heartbeat_ticks >= self.election_ticks {
+            return Err(crate::error::ConfigError::Timing {
+                heartbeat_ticks: self.heartbeat_ticks,
+                election_ticks: self.election_ticks,
+            });
+        }
+        if self.max_inflight_msgs == 0 || self.max_inflight_bytes == 0 {
+            return Err(crate::error::ConfigError::FlowControl);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_timing_is_refused() {
+        let mut c = Config::new(NodeId(1));
+        assert_eq!(c.validate(), Ok(()));
+        c.heartbeat_ticks = c.election_ticks;
+        assert!(c.validate().is_err());
+    }
+}

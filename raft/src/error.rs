@@ -10,6 +10,9 @@ pub enum RaftError {
     /// The log's storage failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A leader asked to truncate committed entries: a safety violation (a bug or lost data).
     #[error("asked to truncate at {at}, below commit end {commit_end}")]
     TruncateCommitted {
@@ -133,4 +136,22 @@ pub enum CompactError {
     /// The group failed (see [`RaftError`]).
     #[error(transparent)]
     Fatal(#[from] RaftError),
+}
+
+/// Why a [`crate::Config`] was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Heartbeats must come more often than election timeouts.
+    #[error(
+        "heartbeat_ticks ({heartbeat_ticks}) must be at least 1 and below election_ticks ({election_ticks})"
+    )]
+    Timing {
+        /// Configured heartbeat interval.
+        heartbeat_ticks: u32,
+        /// Configured election timeout.
+        election_ticks: u32,
+    },
+    /// Flow control must allow at least one message and one byte in flight.
+    #[error("max_inflight_msgs and max_inflight_bytes must be positive")]
+    FlowControl,
 }

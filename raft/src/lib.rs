@@ -56,7 +56,9 @@ pub mod types;
 pub use config::Config;
 pub use engine::{HardState, PersistId, PersistRequest, Raft, ReadyRead, Role};
 pub use entry::{Entry, EntryKind, EntryMeta};
-pub use error::{ChangeError, CompactError, ProposeError, RaftError, ReadError, TransferError};
+pub use error::{
+    ChangeError, CompactError, ConfigError, ProposeError, RaftError, ReadError, TransferError,
+};
 pub use log::{Log, LogError, MemLog, Snapshot, SnapshotMeta};
 pub use membership::{ConfChange, ConfChangeError, Membership};
 pub use message::Message;

@@ -106,6 +106,7 @@ impl<L: Log> Raft<L> {
         hard_state: HardState,
         bootstrap: Membership,
     ) -> Result<Self, RaftError> {
+        cfg.validate()?;
         let base = if log.start() > Offset(0) {
             log.snapshot_meta().membership
         } else {
