@@ -221,6 +221,33 @@ impl ClientBuilder {
     }
 }
 
+/// The apis this client calls.
+const USED_APIS: &[ApiKey] = &[
+    ApiKey::ApiVersions,
+    ApiKey::Metadata,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::ListTopics,
+    ApiKey::DescribeTopics,
+    ApiKey::Produce,
+    ApiKey::Subscribe,
+    ApiKey::SubscribeCredit,
+    ApiKey::ListOffsets,
+    ApiKey::InitProducerId,
+    ApiKey::DescribeCluster,
+];
+
+/// The first api this client uses for which the broker's ranges share no version with
+/// ours (the protocol forbids calling it).
+fn unsupported_api(broker: &[ApiVersionRange]) -> Option<ApiKey> {
+    USED_APIS.iter().copied().find(|api| {
+        let (min, max) = api.versions();
+        !broker
+            .iter()
+            .any(|r| r.api_key == *api as u16 && r.min_version <= max && min <= r.max_version)
+    })
+}
+
 /// Parses CA certificates from PEM text.
 fn parse_ca_pem(pem: &[u8]) -> Result<CaCerts> {
     use rustls_pki_types::CertificateDer;
@@ -513,7 +540,13 @@ impl Client {
                 .collect(),
         });
         match self.call_on(&conn, addr, &request).await? {
-            Response::ApiVersions(r) if r.error.is_ok() => Ok(conn),
+            Response::ApiVersions(r) if r.error.is_ok() => match unsupported_api(&r.apis) {
+                None => Ok(conn),
+                Some(api) => {
+                    conn.close(0u32.into(), b"no common api version");
+                    Err(Error::broker(api, ErrorCode::UnsupportedVersion))
+                }
+            },
             Response::ApiVersions(r) => {
                 conn.close(0u32.into(), b"handshake refused");
                 Err(Error::broker(ApiKey::ApiVersions, r.error))
@@ -783,6 +816,25 @@ mod tests {
             resolve("host:notaport").await,
             Err(Error::Resolve { .. })
         ));
+    }
+
+    #[test]
+    fn every_used_api_needs_a_common_version() {
+        let all: Vec<ApiVersionRange> = ApiKey::ALL
+            .iter()
+            .map(|k| ApiVersionRange {
+                api_key: *k as u16,
+                min_version: 1,
+                max_version: 3,
+            })
+            .collect();
+        assert_eq!(unsupported_api(&all), None);
+        let mut without_produce = all.clone();
+        without_produce.retain(|r| r.api_key != ApiKey::Produce as u16);
+        assert_eq!(unsupported_api(&without_produce), Some(ApiKey::Produce));
+        let mut too_new = all;
+        too_new[ApiKey::Metadata as usize].min_version = 2;
+        assert_eq!(unsupported_api(&too_new), Some(ApiKey::Metadata));
     }
 
     #[test]

@@ -907,3 +907,23 @@ async fn an_unresolved_batch_bumps_the_epoch_so_later_batches_are_not_out_of_ord
     assert_eq!(cluster.with(|s| s.stats.epoch_bumps), 1);
     assert_eq!(cluster.values("t", 0), vec![b"a".to_vec(), b"b".to_vec()]);
 }
+
+#[tokio::test]
+async fn a_broker_without_a_common_api_version_is_refused() {
+    let cluster = FakeCluster::start(1);
+    cluster
+        .with(|s| s.knobs.handshake_without = Some(floe_protocol::client::ApiKey::Produce as u16));
+    let e = timeout(WAIT, cluster.client().build())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnsupportedVersion));
+    assert!(matches!(
+        e,
+        Error::Broker {
+            api: floe_protocol::client::ApiKey::Produce,
+            ..
+        }
+    ));
+    assert!(e.is_fatal());
+}

@@ -113,6 +113,8 @@ pub struct Knobs {
     pub refuse_produce: Option<ErrorCode>,
     /// Never answer produce requests and append nothing (a broker lost in the network).
     pub black_hole_produce: bool,
+    /// Leave this api out of the handshake's list.
+    pub handshake_without: Option<u16>,
     /// Refuse admin requests with `NotController` this many times.
     pub not_controller: usize,
 }
@@ -304,12 +306,18 @@ impl Node {
         };
         let response = match request {
             Request::ApiVersions(r) => {
-                self.state.lock().unwrap().stats.connections += 1;
+                let mut s = self.state.lock().unwrap();
+                s.stats.connections += 1;
+                let without = s.knobs.handshake_without;
                 Response::from(ApiVersionsResponse {
                     error: ErrorCode::None,
                     cluster_id: "fake".into(),
                     node_id: self.id,
-                    apis: r.apis,
+                    apis: r
+                        .apis
+                        .into_iter()
+                        .filter(|a| Some(a.api_key) != without)
+                        .collect(),
                     max_frame_len: floe_protocol::frame::DEFAULT_MAX_FRAME_LEN,
                     max_batch_len: 1 << 20,
                 })
