@@ -58,6 +58,7 @@ fn round(nodes: &mut [Node], tick: bool, now_ms: u64, acked: &mut BTreeMap<u64, 
         if tick {
             n.replica.tick(now_ms).expect("tick");
         }
+        n.replica.process().expect("process");
         while let Some(m) = n.replica.poll_message() {
             // A full queue drops the message; Raft retransmits.
             let _ = n.transport.send(GROUP, m);
@@ -137,7 +138,10 @@ async fn two_replicas_replicate_over_quic_and_survive_a_peer_restart() {
         let disk: Arc<dyn Directory> = Arc::new(MemDir::new());
         let cfg = ReplicaConfig {
             raft: Config::new(NodeId(id)),
-            log: LogConfig::default(),
+            log: LogConfig {
+                segment_bytes: 1 << 20,
+                ..LogConfig::default()
+            },
         };
         let replica = Replica::open(disk, cfg, members.clone(), 0).expect("replica");
         nodes.push(Node {

@@ -167,6 +167,7 @@ impl Cluster {
                 let Some(r) = self.nodes[(id - 1) as usize].replica.as_mut() else {
                     continue;
                 };
+                r.process().expect("process");
                 while let Some(m) = r.poll_message() {
                     batch.push(m);
                 }
@@ -600,6 +601,11 @@ fn acks_leader_answers_at_the_local_append_acks_all_waits_for_a_quorum() {
         .expect("accepted");
     r.produce(101, batch_of(&["leader"]), Acks::Leader)
         .expect("accepted");
+    assert!(
+        r.poll_ack().is_none(),
+        "nothing is answered before `process`"
+    );
+    r.process().expect("process");
     let acks: Vec<_> = std::iter::from_fn(|| r.poll_ack()).collect();
     assert_eq!(acks.len(), 1, "only acks=leader is answered: {acks:?}");
     assert_eq!(acks[0].token, 101);

@@ -1,12 +1,15 @@
 //! One replica of one partition: a Raft core over the partition log, driven sans-IO.
 //!
-//! The driver (a tokio task in the server, a loop in tests) calls the inputs —
-//! [`Replica::tick`], [`Replica::handle_message`], [`Replica::produce`] — and then drains the
-//! outputs: [`Replica::poll_message`] (send to peers) and [`Replica::poll_ack`] (answer
-//! producers). Each input carries out the persistence the core asks for before it returns, in
-//! the order the core demands: entries appended and fsynced, then the hard state written, then
-//! [`floe_raft::Raft::handle_persisted`]; only after that does the core release the messages
-//! that depend on it (votes, append acknowledgements).
+//! The driver (a tokio task in the server, a loop in tests) feeds the inputs —
+//! [`Replica::tick`], [`Replica::handle_message`], [`Replica::produce`] — as many as it has,
+//! then calls [`Replica::process`] once, then drains the outputs: [`Replica::poll_message`]
+//! (send to peers) and [`Replica::poll_ack`] (answer producers). `process` carries out the
+//! persistence the core asked for, in the order it demands: entries appended and fsynced
+//! (one fsync for every input since the last call: group commit), then the hard state
+//! written, then [`floe_raft::Raft::handle_persisted`]; only after that does the core release
+//! the messages that depend on it (votes, append acknowledgements). Appends are visible to the
+//! core (and sent to followers) before they are durable; the leader counts itself toward the
+//! commit only once its own fsync is done.
 //!
 //! Acknowledgements: `acks=all` is answered once the high watermark (commit end) passes the
 //! batch's end, `acks=leader` once the local log is durable past it. A batch a deposed leader
@@ -19,8 +22,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use floe_protocol::batch::validate_batch;
 use floe_raft::{
-    Config, EntryMeta, Log, Membership, Message, NodeId, Offset, ProposeError, Raft, RaftError,
-    Role, Term,
+    Config, EntryMeta, HardState, Log, Membership, Message, NodeId, Offset, ProposeError, Raft,
+    RaftError, Role, Term,
 };
 use floe_storage::backend::Directory;
 use floe_storage::{LogConfig, ReadBatches};
@@ -30,6 +33,8 @@ use super::raft_log::{Opened, RaftLog};
 
 /// Most persistence rounds one input may cause (a guard: one or two is the norm).
 const MAX_DRIVE_ROUNDS: usize = 64;
+/// A commit-only hard-state change is written once the commit end moved this far.
+const COMMIT_STORE_EVERY: u64 = 4096;
 /// Committed entries handed over per poll.
 const COMMITTED_BYTES_PER_POLL: usize = 4 << 20;
 
@@ -87,6 +92,8 @@ pub struct Replica {
     acks: VecDeque<ProduceAck>,
     outbox: VecDeque<Message>,
     stopped: bool,
+    /// The hard state last written.
+    stored_hard_state: HardState,
 }
 
 impl Replica {
@@ -110,6 +117,7 @@ impl Replica {
             acks: VecDeque::new(),
             outbox: VecDeque::new(),
             stopped: false,
+            stored_hard_state: hard_state,
         })
     }
 
@@ -185,8 +193,8 @@ impl Replica {
 
     /// Proposes a producer's batch. On the leader it is validated (header, size limit, CRC;
     /// no control batches), stamped with its base offset and the term, and appended through
-    /// the storage log; the answer comes later from [`Replica::poll_ack`] with `token`.
-    /// Rejections come back at once.
+    /// the storage log (not yet durable: see [`Replica::process`]); the answer comes later
+    /// from [`Replica::poll_ack`] with `token`. Rejections come back at once.
     pub fn produce(&mut self, token: u64, batch: Bytes, acks: Acks) -> Result<(), ProduceError> {
         self.check_running()?;
         if self.raft.role() != Role::Leader {
@@ -227,7 +235,7 @@ impl Replica {
             }
         };
         self.pending.push(Pending { token, meta, acks });
-        self.after(Ok(())).map_err(ProduceError::from)
+        Ok(())
     }
 
     /// Committed batches from `offset` (up to about `max_bytes`, whole batches, zero-copy),
@@ -246,7 +254,7 @@ impl Replica {
     }
 
     /// Retention: discards the log before `up_to` (a batch boundary at or below the high
-    /// watermark). Followers that need entries before the new log start are caught up from
+    /// watermark), durably before it returns. Followers that need entries before the new log start are caught up from
     /// it (an empty snapshot: a partition log has no state machine).
     pub fn compact(&mut self, up_to: u64) -> Result<(), CompactError> {
         self.check_running()?;
@@ -266,7 +274,7 @@ impl Replica {
                 return Err(ReplicaError::from(e).into());
             }
         }
-        self.after(Ok(())).map_err(CompactError::from)
+        Ok(())
     }
 
     // ----- outputs -----
@@ -281,10 +289,15 @@ impl Replica {
         self.acks.pop_front()
     }
 
-    /// Clean shutdown: sync and checkpoint the log. Unanswered produces are dropped (their
-    /// callers time out; the batches may still commit under a new leader).
+    /// Clean shutdown: sync and checkpoint the log and write the hard state with the current
+    /// commit end. Unanswered produces are dropped (their callers time out; the batches may
+    /// still commit under a new leader).
     pub fn close(self) -> Result<(), ReplicaError> {
-        Ok(self.raft.into_log().close()?)
+        let hs = self.raft.hard_state();
+        let mut log = self.raft.into_log();
+        log.sync()?;
+        log.store_hard_state(&hs)?;
+        Ok(log.close()?)
     }
 
     // ----- the drive loop -----
@@ -296,13 +309,23 @@ impl Replica {
         Ok(())
     }
 
-    /// Finishes an input: on success drives the core, on failure stops the replica.
+    /// Finishes an input: a failure stops the replica.
     fn after(&mut self, input: Result<(), ReplicaError>) -> Result<(), ReplicaError> {
-        let r = input.and_then(|()| self.drive());
-        if r.is_err() {
+        if input.is_err() {
             self.stopped = true;
         }
-        r
+        input
+    }
+
+    /// Carries out what the inputs since the last call asked for, then makes the outputs
+    /// available: fsyncs the log once for all of them (group commit), writes the hard state,
+    /// reports both done to the core, queues the messages it releases and answers the
+    /// producers whose batches are now committed (or durable, for `acks=leader`). Call it
+    /// after a burst of inputs, before polling.
+    pub fn process(&mut self) -> Result<(), ReplicaError> {
+        self.check_running()?;
+        let r = self.drive();
+        self.after(r)
     }
 
     /// Carries out persistence, collects messages, hands over committed entries and answers
@@ -315,8 +338,14 @@ impl Replica {
                 let log = self.raft.log_mut();
                 log.sync()?;
                 // 2. Hard state, atomically, after the entries it may refer to.
-                if let Some(hs) = &req.hard_state {
+                //    Term, vote and damage mark always; a commit-only change only now and then
+                //    (persisting the commit end is an optimisation, not needed for safety, and
+                //    costs two fsyncs).
+                if let Some(hs) = &req.hard_state
+                    && must_store(&self.stored_hard_state, hs)
+                {
                     log.store_hard_state(hs)?;
+                    self.stored_hard_state = *hs;
                 }
                 // 3. Only now does the core count it done (and release dependent messages).
                 self.raft.handle_persisted(req.id)?;
@@ -392,3 +421,15 @@ impl Replica {
         Ok(())
     }
 }
+
+/// Whether `next` must be written over `stored`: always when the term, the vote or the
+/// damage mark changed, and when the commit end moved by [`COMMIT_STORE_EVERY`].
+fn must_store(stored: &HardState, next: &HardState) -> bool {
+    next.term != stored.term
+        || next.vote != stored.vote
+        || next.damaged != stored.damaged
+        || next.commit_end.0.abs_diff(stored.commit_end.0) >= COMMIT_STORE_EVERY
+}
+
+#[cfg(test)]
+mod tests;
