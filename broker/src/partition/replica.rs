@@ -35,8 +35,6 @@ use super::raft_log::{Opened, RaftLog};
 const MAX_DRIVE_ROUNDS: usize = 64;
 /// A commit-only hard-state change is written once the commit end moved this far.
 const COMMIT_STORE_EVERY: u64 = 4096;
-/// Committed entries handed over per poll.
-const COMMITTED_BYTES_PER_POLL: usize = 4 << 20;
 
 /// When a producer is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -359,10 +357,11 @@ impl Replica {
                 self.raft.handle_applied(snap.meta.end);
                 progressed = true;
             }
-            loop {
-                let committed = self.raft.poll_committed(COMMITTED_BYTES_PER_POLL)?;
-                let Some(last) = committed.last() else { break };
-                self.raft.handle_applied(last.end());
+            // A partition log has no state machine: committed batches are "applied" by being
+            // committed, so they are not read back here (consumers read them from the log).
+            let commit = self.raft.commit_end();
+            if commit > self.raft.applied_end() {
+                self.raft.handle_applied(commit);
                 progressed = true;
             }
             if !progressed {
