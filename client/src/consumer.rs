@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -86,6 +87,7 @@ impl ConsumerBuilder {
                 tx: Mutex::new(Some(tx)),
                 parts: Mutex::new(HashMap::new()),
                 stream: Mutex::new(StreamState { rx, current: None }),
+                generations: AtomicU64::new(0),
             }),
         })
     }
@@ -133,6 +135,15 @@ struct Shared {
     tx: Mutex<Option<mpsc::UnboundedSender<Item>>>,
     parts: Mutex<HashMap<TopicPartition, PartState>>,
     stream: Mutex<StreamState>,
+    /// Source of generations, unique across partitions and reassignments, so no buffered
+    /// item of an earlier assignment can pass for a current one.
+    generations: AtomicU64,
+}
+
+impl Shared {
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 /// Reads assigned partitions. Records of one partition arrive in offset order; partitions
@@ -180,7 +191,7 @@ impl Consumer {
             return Err(Error::Closed);
         }
         let mut parts = lock(&self.shared.parts);
-        let generation = parts.get(&tp).map_or(0, |p| p.generation + 1);
+        let generation = self.shared.next_generation();
         if let Some(old) = parts.get_mut(&tp).and_then(|p| p.reader.take()) {
             old.abort();
         }
@@ -238,7 +249,7 @@ impl Consumer {
         let mut parts = lock(&self.shared.parts);
         let part = parts.get_mut(tp).ok_or_else(|| not_assigned(tp))?;
         part.position = offset;
-        part.generation += 1;
+        part.generation = self.shared.next_generation();
         if let Some(task) = part.reader.take() {
             task.abort();
         }
@@ -260,7 +271,7 @@ impl Consumer {
         let mut parts = lock(&self.shared.parts);
         let part = parts.get_mut(tp).ok_or_else(|| not_assigned(tp))?;
         part.paused = true;
-        part.generation += 1;
+        part.generation = self.shared.next_generation();
         if let Some(task) = part.reader.take() {
             task.abort();
         }

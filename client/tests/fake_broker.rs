@@ -694,6 +694,16 @@ async fn seek_pause_and_resume() {
 
     consumer.seek_to(&p1, StartFrom::Earliest).await.unwrap();
     assert_eq!(take(&mut stream, 1).await[0].offset, 0);
+    // Unassign with records buffered, then assign again from the end: none of the old
+    // assignment's buffered records come back.
+    cluster.append("t", 1, batch("w", 3, 0, CompressionCodec::None));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    consumer.unassign(&p1).unwrap();
+    consumer
+        .assign(p1.clone(), StartFrom::Latest)
+        .await
+        .unwrap();
+    nothing_within(&mut stream, Duration::from_millis(200)).await;
     consumer.unassign(&p1).unwrap();
     let e = consumer.position(&p1).unwrap_err();
     assert!(matches!(e, Error::NotAssigned { partition: 1, .. }), "{e}");
@@ -926,4 +936,37 @@ async fn a_broker_without_a_common_api_version_is_refused() {
         }
     ));
     assert!(e.is_fatal());
+}
+
+#[tokio::test]
+async fn reassigning_never_yields_records_buffered_for_the_old_assignment() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    cluster.append("t", 0, batch("old", 5, 0, CompressionCodec::None));
+    let client = connect(&cluster).await;
+    let consumer = Consumer::builder(&client).build().unwrap();
+    let tp = TopicPartition::new("t", 0);
+    consumer
+        .assign(tp.clone(), StartFrom::Earliest)
+        .await
+        .unwrap();
+    // Let the records arrive in the buffer without reading them.
+    let deadline = std::time::Instant::now() + WAIT;
+    while consumer.buffered_bytes() == 0 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    consumer.unassign(&tp).unwrap();
+    consumer
+        .assign(tp.clone(), StartFrom::Latest)
+        .await
+        .unwrap();
+    let mut stream = consumer.stream();
+    nothing_within(&mut stream, Duration::from_millis(200)).await;
+    cluster.append("t", 0, batch("new", 1, 0, CompressionCodec::None));
+    let got = take(&mut stream, 1).await;
+    assert_eq!(
+        (got[0].offset, got[0].value.as_deref()),
+        (5, Some(&b"new0"[..]))
+    );
 }
