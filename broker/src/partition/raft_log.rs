@@ -299,6 +299,12 @@ impl RaftLog {
                         batch: u64::from(h.record_count),
                     });
                 }
+                if h.base_offset == offset && h.term == e.term().0 {
+                    // Already stamped (a follower appending the leader's batch): store the
+                    // received bytes as they are, no copy. Validated (header, size, CRC).
+                    self.log.append_replicated(payload, self.now_ms)?;
+                    return Ok(());
+                }
                 payload.to_vec()
             }
             EntryKind::Noop => control_batch(&ControlRecord::NoOp)?,

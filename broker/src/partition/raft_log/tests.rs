@@ -204,7 +204,14 @@ fn bad_data_entries_are_refused_before_anything_is_written() {
             .expect("append");
         b.finish().expect("finish")
     };
+    let mut stamped_corrupt = floe_storage::testing::stamped_batch(0, 1, 2, b"xy", 0);
+    let last = stamped_corrupt.len() - 1;
+    stamped_corrupt[last] ^= 1;
     for (entry, what) in [
+        (
+            Entry::data(Offset(0), Term(1), Bytes::from(stamped_corrupt), 2),
+            "stamped crc",
+        ),
         (
             Entry::data(Offset(0), Term(1), Bytes::from(corrupt), 2),
             "crc",
