@@ -512,13 +512,43 @@ fn a_corrupt_replica_does_not_campaign_until_repaired() {
     });
     f.handle_message(msg(N1, N2, 1, body)).unwrap();
     f.handle_persisted(PersistId(1)).unwrap();
+    persists(&mut f);
+    messages(&mut f);
     f.report_corruption(Offset(2)).unwrap();
     assert!(f.is_corrupt());
+    assert_eq!(
+        f.commit_end(),
+        Offset(0),
+        "nothing damaged counts as committed"
+    );
+    // First the damage mark (pre-damage position: term 1, end 4) must be durable...
+    let hs = HardState {
+        term: Term(1),
+        vote: None,
+        commit_end: Offset(0),
+        damaged: Some((Term(1), Offset(4))),
+    };
+    assert_eq!(
+        persists(&mut f),
+        vec![PersistRequest {
+            id: PersistId(2),
+            hard_state: Some(hs),
+            log_end: Offset(4)
+        }]
+    );
+    assert_eq!(
+        f.log().all_entries().len(),
+        1,
+        "not cut before the mark is durable"
+    );
+    // ...then the log is cut at the damaged batch.
+    f.handle_persisted(PersistId(2)).unwrap();
     assert_eq!(
         f.log().all_entries().len(),
         0,
         "the damaged batch is dropped"
     );
+    assert_eq!(persists(&mut f)[0].log_end, Offset(0));
     for _ in 0..100 {
         f.handle_tick().unwrap();
     }

@@ -26,11 +26,14 @@ impl Corruption {
 }
 
 impl<L: Log> Raft<L> {
-    /// The storage found corruption at or after `from`. The log is cut at the entry holding
-    /// `from` (even below the commit end). Until the replica has re-fetched and persisted at
-    /// least what it held, it does not campaign, and it grants votes only to candidates at
-    /// least as up to date as its pre-damage log. The mark is part of the [`HardState`], so it
-    /// survives restarts.
+    /// The storage found corruption at or after `from`. The replica stops trusting the log
+    /// from the entry holding `from` (even below the commit end): it steps down, does not
+    /// campaign, ignores appends, and grants votes only to candidates at least as up to date as
+    /// its pre-damage log. That damage mark goes into the [`HardState`]; only once it is durable
+    /// is the log cut (so a crash can never leave a cut log without the mark). Then the range is
+    /// re-fetched from the leader, and the mark clears once the log is durable where it was.
+    /// After a restart with `hard_state.damaged` set, storage recovery must report the
+    /// corruption again if the damaged range is still there.
     ///
     /// [`HardState`]: crate::HardState
     pub fn report_corruption(&mut self, from: Offset) -> Result<(), RaftError> {
@@ -47,16 +50,41 @@ impl<L: Log> Raft<L> {
             self.become_follower(self.term, None);
         }
         self.commit_end = self.commit_end.min(at);
-        self.log.truncate_suffix(at)?;
-        self.persist.on_truncate(at);
-        self.members.truncate(at);
+        let at = self.pending_cut.map_or(at, |(_, earlier)| earlier.min(at));
+        self.pending_cut = Some((self.persist.barrier(), at));
         self.finish();
         Ok(())
     }
 
+    /// Cuts the log once the damage mark is durable.
+    pub(super) fn apply_pending_cut(&mut self) -> Result<(), RaftError> {
+        let Some((after, at)) = self.pending_cut else {
+            return Ok(());
+        };
+        if self.persist.done() < after {
+            return Ok(());
+        }
+        self.pending_cut = None;
+        self.log.truncate_suffix(at)?;
+        self.persist.on_truncate(at);
+        self.members.truncate(at);
+        Ok(())
+    }
+
+    /// The end of the log that may be trusted (before a pending cut).
+    pub(super) fn usable_end(&self) -> Offset {
+        self.pending_cut
+            .map_or(self.log.end(), |(_, at)| at.min(self.log.end()))
+    }
+
+    /// Whether the log is waiting to be cut (appends are ignored meanwhile).
+    pub(super) fn cut_pending(&self) -> bool {
+        self.pending_cut.is_some()
+    }
+
     /// Clears the corruption mark once the durable log is at least where it was.
     pub(super) fn check_repaired(&mut self) {
-        let durable = self.persist.durable_end() == self.log.end();
+        let durable = self.persist.durable_end() == self.log.end() && self.pending_cut.is_none();
         if let Some(c) = self.corrupt
             && durable
             && (self.log.last_term(), self.log.end()) >= (c.last_term, c.end)

@@ -94,6 +94,8 @@ pub struct Raft<L: Log> {
     failed_reads: VecDeque<u64>,
     snapshot_out: Option<Offset>,
     corrupt: Option<corruption::Corruption>,
+    /// A damaged log waiting to be cut at `.1` once persistence request `.0` is done.
+    pending_cut: Option<(u64, Offset)>,
 }
 
 impl<L: Log> Raft<L> {
@@ -141,6 +143,7 @@ impl<L: Log> Raft<L> {
             corrupt: hard_state
                 .damaged
                 .map(corruption::Corruption::from_position),
+            pending_cut: None,
             log,
             cfg,
         };
@@ -294,6 +297,7 @@ impl<L: Log> Raft<L> {
     /// Durability requests up to and including `id` are done.
     pub fn handle_persisted(&mut self, id: PersistId) -> Result<(), RaftError> {
         if self.persist.complete(id) {
+            self.apply_pending_cut()?;
             self.check_repaired();
             if self.role == Role::Leader {
                 self.maybe_commit()?;

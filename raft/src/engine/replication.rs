@@ -89,8 +89,8 @@ impl<L: Log> Raft<L> {
 
     /// Follower side of AppendEntries.
     pub(super) fn handle_append(&mut self, from: NodeId, app: Append) -> Result<(), RaftError> {
-        if !is_contiguous(app.prev_end, &app.entries) {
-            return Ok(()); // malformed: drop it, as if lost
+        if !is_contiguous(app.prev_end, &app.entries) || self.cut_pending() {
+            return Ok(()); // malformed, or our damaged log is not cut yet: as if lost
         }
         self.follow(from);
         if app.prev_end < self.commit_end {
@@ -301,11 +301,11 @@ impl<L: Log> Raft<L> {
 
     pub(super) fn handle_heartbeat(&mut self, from: NodeId, hb: Heartbeat) {
         self.follow(from);
-        let commit = hb.commit_end.min(self.log.end());
+        let commit = hb.commit_end.min(self.usable_end());
         if commit > self.commit_end {
             self.commit_end = commit;
         }
-        let repair_from = self.corrupt.map(|_| self.log.end());
+        let repair_from = self.corrupt.map(|_| self.usable_end());
         let body = Body::HeartbeatResponse(HeartbeatResponse {
             read_ctx: hb.read_ctx,
             repair_from,

@@ -59,6 +59,9 @@ impl<L: Log> Raft<L> {
         from: NodeId,
         snap: InstallSnapshot,
     ) -> Result<(), RaftError> {
+        if self.cut_pending() {
+            return Ok(()); // as if lost: retried once the damaged log is cut
+        }
         self.follow(from);
         let end = snap.meta.end;
         if end > self.commit_end && !self.holds(&snap.meta)? {
