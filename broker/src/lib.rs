@@ -1,10 +1,21 @@
 //! floe-broker: the floe server and the `floe` command line.
 //!
-//! Today it holds the operator's offline tools for a partition directory
-//! ([`log_inspect`]): a read-only scan that checks every batch's length and CRC and reports
-//! torn tails, damage and offset gaps; and the cluster CA and node certificates
-//! ([`certs`], behind `floe cert init|issue`). The server (controller, partitions as Raft groups
-//! over QUIC) builds on floe-storage, floe-raft and floe-protocol in the broker issue.
+//! - [`config`]: the configuration of `floe serve` (flags > `FLOE_*` environment > TOML file >
+//!   defaults), with typed errors naming the bad setting and where it came from.
+//! - [`partition`]: a partition replica. [`partition::RaftLog`] makes a floe-storage log the
+//!   floe-raft log (the Raft log *is* the partition log); [`partition::Replica`] drives the
+//!   Raft core sans-IO (ticks, messages, produces in; messages and produce answers out),
+//!   persisting in the order the core demands, answering `acks=all` at commit and
+//!   `acks=leader` at the local durable append, and serving consumers below the high
+//!   watermark only.
+//! - [`peer`]: Raft messages as floe-protocol peer frames, and the QUIC transport between
+//!   nodes (one connection per node pair, one lane per group).
+//! - [`log_inspect`]: the operator's offline tools for a partition directory (a read-only
+//!   scan that checks every batch's length and CRC and reports torn tails, damage and offset
+//!   gaps); [`certs`]: the cluster CA and node certificates (`floe cert init|issue`).
+//!
+//! Still to come (the broker issue): the controller group, the multi-raft node that hosts
+//! many partitions, the client service and `floe serve` / `floe dev` themselves.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -7,6 +7,39 @@
 //!   answers out), persisting in the order the Raft core demands and answering `acks=all` at
 //!   commit and `acks=leader` at the local durable append. Consumers read below the high
 //!   watermark only.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use floe_broker::partition::{Acks, Replica, ReplicaConfig};
+//! use floe_protocol::batch::{BatchBuilder, CompressionCodec};
+//! use floe_raft::{Config, Membership, NodeId};
+//! use floe_storage::{LogConfig, backend::MemDir};
+//!
+//! // A single-voter group: it elects itself after an election timeout.
+//! let cfg = ReplicaConfig {
+//!     raft: Config::new(NodeId(1)),
+//!     log: LogConfig { segment_bytes: 1 << 20, ..LogConfig::default() },
+//! };
+//! let members = Membership::new([NodeId(1)], []);
+//! let mut replica = Replica::open(Arc::new(MemDir::new()), cfg, members, 0)?;
+//! for now_ms in (0..).step_by(10).take(100) {
+//!     if replica.is_leader() {
+//!         break;
+//!     }
+//!     replica.tick(now_ms)?;
+//!     replica.process()?;
+//! }
+//! let mut batch = BatchBuilder::new(CompressionCodec::None);
+//! batch.append(0, None, Some(b"hello"), &[]).unwrap();
+//! replica.produce(7, batch.finish().unwrap(), Acks::All).unwrap();
+//! replica.process()?; // one fsync for everything fed since the last call
+//! let ack = replica.poll_ack().expect("committed");
+//! let produced = ack.result.unwrap();
+//! assert_eq!(ack.token, 7);
+//! let read = replica.read_committed(produced.base_offset, 1 << 20).unwrap();
+//! assert_eq!(read.next_offset, produced.next_offset);
+//! # Ok::<(), floe_broker::partition::ReplicaError>(())
+//! ```
 
 mod error;
 pub mod raft_log;
