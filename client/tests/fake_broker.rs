@@ -970,3 +970,29 @@ async fn reassigning_never_yields_records_buffered_for_the_old_assignment() {
         (5, Some(&b"new0"[..]))
     );
 }
+
+#[tokio::test]
+async fn a_record_over_the_request_limit_is_refused_before_buffering() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    let client = connect(&cluster).await;
+    let producer = Producer::builder(&client)
+        .max_request_size(4096)
+        .compression(Compression::None)
+        .build()
+        .await
+        .unwrap();
+    let e = producer
+        .send(ProducerRecord::new("t", vec![0u8; 4096 - 70]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::RecordTooLarge { .. }), "{e}");
+    assert!(e.is_fatal());
+    assert_eq!(producer.buffered_bytes(), 0);
+    // Just under the limit goes through.
+    let ok = producer
+        .send(ProducerRecord::new("t", vec![0u8; 4096 - 200]))
+        .await
+        .unwrap();
+    assert_eq!(ok.offset, 0);
+}

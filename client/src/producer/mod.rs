@@ -460,9 +460,8 @@ impl Producer {
             None => lock(&shared.partitioner).partition(record.key.as_deref(), partitions)?,
         };
         let size = record.buffered_size();
-        let max = shared
-            .config
-            .max_request_size
+        // A batch of this one record must fit the request limit, header included.
+        let max = (shared.config.max_request_size - floe_protocol::batch::HEADER_LEN)
             .min(shared.config.buffer_memory);
         if size > max {
             return Err(Error::RecordTooLarge { size, max });
