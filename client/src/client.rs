@@ -214,7 +214,8 @@ impl ClientBuilder {
             refresher: Mutex::new(None),
         });
         let client = Client { inner };
-        client.refresh_metadata(None).await?;
+        // Brokers and the cluster id only; topics are loaded as they are used.
+        client.refresh_metadata(Some(Vec::new())).await?;
         let task = tokio::spawn(refresh_periodically(Arc::downgrade(&client.inner)));
         *lock(&client.inner.refresher) = Some(task);
         Ok(client)
