@@ -996,3 +996,28 @@ async fn a_record_over_the_request_limit_is_refused_before_buffering() {
         .unwrap();
     assert_eq!(ok.offset, 0);
 }
+
+#[tokio::test]
+async fn consumer_moves_with_the_leader_mid_stream_without_gaps_or_duplicates() {
+    let cluster = FakeCluster::start(2);
+    cluster.add_topic("t", 1, 1);
+    cluster.append("t", 0, batch("a", 5, 0, CompressionCodec::None));
+    let client = connect(&cluster).await;
+    let consumer = Consumer::builder(&client).build().unwrap();
+    let tp = TopicPartition::new("t", 0);
+    consumer
+        .assign(tp.clone(), StartFrom::Earliest)
+        .await
+        .unwrap();
+    let mut stream = consumer.stream();
+    let first = take(&mut stream, 5).await;
+    // Node 1 loses leadership; node 2 has the same log (one shared in the fake) and more.
+    cluster.with(|s| s.topics.get_mut("t").unwrap()[0].leader = 2);
+    cluster.append("t", 0, batch("b", 5, 0, CompressionCodec::None));
+    let second = take(&mut stream, 5).await;
+    let offsets: Vec<u64> = first.iter().chain(&second).map(|r| r.offset).collect();
+    assert_eq!(offsets, (0..10).collect::<Vec<_>>());
+    assert_eq!(second[0].value.as_deref(), Some(&b"b0"[..]));
+    assert_eq!(client.leader(&tp).await.unwrap(), 2);
+    nothing_within(&mut stream, Duration::from_millis(100)).await;
+}

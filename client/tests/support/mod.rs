@@ -652,6 +652,25 @@ impl Node {
                     let Some(p) = s.topics.get(&sub.0).and_then(|p| p.get(sub.1 as usize)) else {
                         continue;
                     };
+                    if sub.3 == 0 {
+                        continue;
+                    }
+                    if p.leader != self.id {
+                        // Leadership moved: report it once and stop pushing this partition.
+                        event_topics.push(FetchTopicResult {
+                            name: sub.0.clone(),
+                            partitions: vec![FetchPartitionResult {
+                                partition: sub.1,
+                                error: ErrorCode::NotLeader,
+                                high_watermark: 0,
+                                log_start_offset: 0,
+                                current_leader: Some(p.leader),
+                                batches: Bytes::new(),
+                            }],
+                        });
+                        sub.3 = 0;
+                        continue;
+                    }
                     if sent >= available {
                         break;
                     }
