@@ -295,7 +295,8 @@ async fn lost_response_is_retried_and_deduplicated_with_the_original_offset() {
         cluster.values("t", 0),
         vec![b"first".to_vec(), b"second".to_vec()]
     );
-    assert_eq!(cluster.with(|s| s.stats.produce_requests), 3);
+    // The lost attempt and at least one retry.
+    assert!(cluster.with(|s| s.stats.produce_requests) >= 3);
     let third = producer
         .send(ProducerRecord::new("t", "third"))
         .await
