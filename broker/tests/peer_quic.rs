@@ -136,13 +136,11 @@ async fn two_replicas_replicate_over_quic_and_survive_a_peer_restart() {
         let (transport, inbound) =
             PeerTransport::start(id, ep, addrs.clone(), TransportOptions::default());
         let disk: Arc<dyn Directory> = Arc::new(MemDir::new());
-        let cfg = ReplicaConfig {
-            raft: Config::new(NodeId(id)),
-            log: LogConfig {
-                segment_bytes: 1 << 20,
-                ..LogConfig::default()
-            },
+        let log = LogConfig {
+            segment_bytes: 1 << 20,
+            ..LogConfig::default()
         };
+        let cfg = ReplicaConfig::new(Config::new(NodeId(id)), log);
         let replica = Replica::open(disk, cfg, members.clone(), 0).expect("replica");
         nodes.push(Node {
             replica,

@@ -16,10 +16,8 @@
 //! use floe_storage::{LogConfig, backend::MemDir};
 //!
 //! // A single-voter group: it elects itself after an election timeout.
-//! let cfg = ReplicaConfig {
-//!     raft: Config::new(NodeId(1)),
-//!     log: LogConfig { segment_bytes: 1 << 20, ..LogConfig::default() },
-//! };
+//! let log = LogConfig { segment_bytes: 1 << 20, ..LogConfig::default() };
+//! let cfg = ReplicaConfig::new(Config::new(NodeId(1)), log);
 //! let members = Membership::new([NodeId(1)], []);
 //! let mut replica = Replica::open(Arc::new(MemDir::new()), cfg, members, 0)?;
 //! for now_ms in (0..).step_by(10).take(100) {

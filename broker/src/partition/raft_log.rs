@@ -247,11 +247,20 @@ impl RaftLog {
         Ok(self.log.close()?)
     }
 
-    /// Walks every batch header from the log start and collects configuration entries.
+    /// Walks every batch header from the log start and collects configuration entries, up to
+    /// the first damaged range (the Raft core cuts the log there and re-fetches the rest).
     fn scan_configs(&self) -> Result<Vec<(Offset, Membership)>, RaftLogError> {
         let mut out = Vec::new();
         let mut at = self.log.log_start();
-        while at < self.log.log_end() {
+        let limit = self
+            .log
+            .corruption()
+            .iter()
+            .map(|r| r.start)
+            .min()
+            .unwrap_or(u64::MAX)
+            .min(self.log.log_end());
+        while at < limit {
             let h = self.log.batch_header_at(at)?;
             if h.is_control()
                 && let EntryKind::Config(m) = self.read_entry_at(h.base_offset)?.kind()
@@ -461,7 +470,20 @@ impl Log for RaftLog {
         if offset < self.start() || offset >= self.end() {
             return Ok(None);
         }
-        let h = self.log.batch_header_at(offset.0).map_err(storage_err)?;
+        let h = match self.log.batch_header_at(offset.0) {
+            Ok(h) => h,
+            // A damaged range (never served) is reported as one entry of term 0: the core
+            // cuts the log at its start once told (`report_corruption`) and re-fetches it;
+            // term 0 matches no leader's term, so nothing is ever acknowledged against it.
+            Err(floe_storage::Error::Corruption { range }) => {
+                return Ok(Some(EntryMeta {
+                    first: Offset(range.start),
+                    end: Offset(range.end.max(range.start + 1)),
+                    term: Term(0),
+                }));
+            }
+            Err(e) => return Err(storage_err(e)),
+        };
         Ok(Some(EntryMeta {
             first: Offset(h.base_offset),
             end: Offset(h.next_offset()),

@@ -33,8 +33,6 @@ use super::raft_log::{Opened, RaftLog};
 
 /// Most persistence rounds one input may cause (a guard: one or two is the norm).
 const MAX_DRIVE_ROUNDS: usize = 64;
-/// A commit-only hard-state change is written once the commit end moved this far.
-const COMMIT_STORE_EVERY: u64 = 4096;
 
 /// When a producer is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,6 +77,23 @@ pub struct ReplicaConfig {
     pub raft: Config,
     /// The partition log's configuration.
     pub log: LogConfig,
+    /// A hard-state change that only moves the commit end is written once the commit end
+    /// moved by this many offsets (term, vote and damage mark are always written). The stored
+    /// commit end is the durable floor recovery uses to tell damage inside acknowledged data
+    /// (reported, repaired from the leader) from a torn tail (cut): a larger value saves two
+    /// fsyncs per round but lets more damage pass for a torn tail. Default 1: every change.
+    pub commit_store_every: u64,
+}
+
+impl ReplicaConfig {
+    /// Options with the default `commit_store_every` (1).
+    pub fn new(raft: Config, log: LogConfig) -> Self {
+        ReplicaConfig {
+            raft,
+            log,
+            commit_store_every: 1,
+        }
+    }
 }
 
 /// One partition replica. See the module docs.
@@ -92,6 +107,7 @@ pub struct Replica {
     stopped: bool,
     /// The hard state last written.
     stored_hard_state: HardState,
+    commit_store_every: u64,
 }
 
 impl Replica {
@@ -104,10 +120,24 @@ impl Replica {
         now_ms: u64,
     ) -> Result<Replica, ReplicaError> {
         let max_batch_bytes = cfg.log.max_batch_bytes;
+        let cfg_commit_every = cfg.commit_store_every.max(1);
         let Opened { log, hard_state } = RaftLog::open(dir, cfg.log, now_ms)?;
         let mut raft = Raft::new(cfg.raft, log, hard_state, bootstrap)?;
         // A partition log has no state machine: everything committed is "applied".
         raft.handle_applied(raft.commit_end());
+        // Damage recovery found inside durable data: stop trusting the log from there; the
+        // core cuts it once the damage mark is durable and re-fetches it from the leader
+        // (not voting as if it held less meanwhile). Driven by the first `process`.
+        if let Some(first) = raft
+            .log()
+            .storage()
+            .corruption()
+            .iter()
+            .map(|r| r.start)
+            .min()
+        {
+            raft.report_corruption(Offset(first))?;
+        }
         Ok(Replica {
             raft,
             max_batch_bytes,
@@ -116,6 +146,7 @@ impl Replica {
             outbox: VecDeque::new(),
             stopped: false,
             stored_hard_state: hard_state,
+            commit_store_every: cfg_commit_every,
         })
     }
 
@@ -336,11 +367,10 @@ impl Replica {
                 let log = self.raft.log_mut();
                 log.sync()?;
                 // 2. Hard state, atomically, after the entries it may refer to.
-                //    Term, vote and damage mark always; a commit-only change only now and then
-                //    (persisting the commit end is an optimisation, not needed for safety, and
-                //    costs two fsyncs).
+                //    Term, vote and damage mark always; a commit-only change per
+                //    `commit_store_every` (see `ReplicaConfig`).
                 if let Some(hs) = &req.hard_state
-                    && must_store(&self.stored_hard_state, hs)
+                    && must_store(&self.stored_hard_state, hs, self.commit_store_every)
                 {
                     log.store_hard_state(hs)?;
                     self.stored_hard_state = *hs;
@@ -422,12 +452,12 @@ impl Replica {
 }
 
 /// Whether `next` must be written over `stored`: always when the term, the vote or the
-/// damage mark changed, and when the commit end moved by [`COMMIT_STORE_EVERY`].
-fn must_store(stored: &HardState, next: &HardState) -> bool {
+/// damage mark changed, and when the commit end moved by `every`.
+fn must_store(stored: &HardState, next: &HardState, every: u64) -> bool {
     next.term != stored.term
         || next.vote != stored.vote
         || next.damaged != stored.damaged
-        || next.commit_end.0.abs_diff(stored.commit_end.0) >= COMMIT_STORE_EVERY
+        || next.commit_end.0.abs_diff(stored.commit_end.0) >= every
 }
 
 #[cfg(test)]
