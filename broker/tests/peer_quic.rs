@@ -209,3 +209,74 @@ async fn two_replicas_replicate_over_quic_and_survive_a_peer_restart() {
         n.transport.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_lane_with_a_bad_frame_is_stopped_and_other_lanes_still_deliver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    certs::init_ca(dir.path()).expect("ca");
+    for id in [1u64, 2] {
+        let req = IssueRequest::new(&format!("node-{id}"))
+            .expect("name")
+            .ip(LOCAL);
+        certs::issue(dir.path(), &req, dir.path()).expect("issue");
+    }
+    let ep1 = endpoint(dir.path(), 1, SocketAddr::new(LOCAL, 0)).expect("endpoint");
+    let addr1 = ep1.local_addr().expect("addr");
+    let (transport, mut inbound) =
+        PeerTransport::start(1, ep1, BTreeMap::new(), TransportOptions::default());
+    // A raw peer (node 2) speaking directly on lanes.
+    let raw = endpoint(dir.path(), 2, SocketAddr::new(LOCAL, 0)).expect("endpoint");
+    let conn = tokio::time::timeout(Duration::from_secs(10), raw.connect(addr1, "node-1"))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let timeout_now = |group_id: u64, to: u64, term: u64| {
+        floe_protocol::peer::PeerRequest::from(floe_protocol::peer::TimeoutNow {
+            group_id,
+            from: 2,
+            to,
+            term,
+        })
+        .encode_frame_chunks(0)
+    };
+    // Lane A: an append whose batches are garbage, then a good message (never delivered).
+    let mut bad = floe_net::open_frame_stream(&conn).await.expect("lane");
+    let garbage = floe_protocol::peer::PeerRequest::from(floe_protocol::peer::AppendEntries {
+        group_id: 1,
+        from: 2,
+        to: 1,
+        term: 1,
+        prev_end: 0,
+        prev_term: 0,
+        commit_end: 0,
+        batches: Bytes::from_static(&[0xff; 100]),
+    });
+    bad.write_frame(&mut garbage.encode_frame_chunks(0))
+        .await
+        .expect("write");
+    let _ = bad.write_frame(&mut timeout_now(1, 1, 99)).await;
+    // Lane B: a message for another node (dropped), then one for node 1.
+    let mut good = floe_net::open_frame_stream(&conn).await.expect("lane");
+    good.write_frame(&mut timeout_now(2, 5, 7))
+        .await
+        .expect("write");
+    good.write_frame(&mut timeout_now(2, 1, 8))
+        .await
+        .expect("write");
+    let got = tokio::time::timeout(Duration::from_secs(10), inbound.recv())
+        .await
+        .expect("a message in time")
+        .expect("open channel");
+    assert_eq!(
+        (got.group_id, got.message.to, got.message.term),
+        (2, NodeId(1), Term(8))
+    );
+    // Nothing else arrives: not the stray, not what followed the bad frame.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        inbound.try_recv().is_err(),
+        "only the good lane's message to node 1"
+    );
+    transport.shutdown().await;
+    raw.close(0, b"done");
+}
