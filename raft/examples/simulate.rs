@@ -41,13 +41,19 @@ fn main() -> ExitCode {
     let mut committed = 0u64;
     let mut leaders = 0usize;
     for seed in start..start + seeds {
-        match run_with(seed, opts) {
-            Ok(r) => {
+        // A panic inside the core or the simulator is a failure of this seed too.
+        let outcome = std::panic::catch_unwind(|| run_with(seed, opts));
+        match outcome {
+            Ok(Ok(r)) => {
                 committed += r.committed_end.0;
                 leaders += r.leaders;
             }
-            Err(failure) => {
+            Ok(Err(failure)) => {
                 print!("{failure}");
+                return ExitCode::FAILURE;
+            }
+            Err(_) => {
+                println!("seed {seed} failed: panicked (message above)");
                 return ExitCode::FAILURE;
             }
         }

@@ -254,3 +254,30 @@ fn a_repair_request_inside_a_batch_resends_from_the_batch_start() {
     assert_eq!(a.prev_end, Offset(4));
     assert_eq!(a.entries.first().map(|e| e.first()), Some(Offset(4)));
 }
+
+/// Seed 101960: the log was compacted past the damage point while the cut waited for the
+/// damage mark to be durable; the cut then fell before the log start (a panic in the log).
+#[test]
+fn a_cut_after_compaction_lands_on_the_log_start() {
+    let mut f = node(N2, |_| {});
+    let entries = vec![
+        Entry::data(Offset(0), Term(1), Bytes::from_static(b"a"), 2),
+        Entry::data(Offset(2), Term(1), Bytes::from_static(b"b"), 2),
+        Entry::data(Offset(4), Term(1), Bytes::from_static(b"c"), 2),
+    ];
+    let append = Append {
+        prev_end: Offset(0),
+        prev_term: Term(0),
+        entries,
+        commit_end: Offset(6),
+    };
+    f.handle_message(msg(N1, N2, 1, Body::Append(append)))
+        .unwrap();
+    drain(&mut f);
+    while !f.poll_committed(1 << 20).unwrap().is_empty() {}
+    f.handle_applied(Offset(6));
+    f.report_corruption(Offset(1)).unwrap();
+    f.compact(Offset(4), Bytes::new()).unwrap();
+    drain(&mut f);
+    assert_eq!((f.log().start(), f.log().end()), (Offset(4), Offset(4)));
+}

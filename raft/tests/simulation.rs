@@ -37,7 +37,9 @@ fn seeds_that_found_bugs_pass() {
     // 156401: a replica cut its damaged log, an earlier fsync made the cut durable before the
     //         damage mark was, it crashed, forgot the damage, and helped elect a leader that
     //         lacked committed entries (now: the mark is durable before the log is cut).
-    for seed in [1, 15, 89, 397, 797, 60775, 156401] {
+    // 101960: a log compacted past the damage point before the cut made the cut fall before
+    //         the log start.
+    for seed in [1, 15, 89, 397, 797, 60775, 156401, 101960] {
         if let Err(failure) = run_seed(seed) {
             panic!("{failure}");
         }

@@ -65,6 +65,12 @@ impl<L: Log> Raft<L> {
             return Ok(());
         }
         self.pending_cut = None;
+        // The log may have been compacted meanwhile: cut at an entry boundary at or after the
+        // log start.
+        let at = match self.log.entry_meta(at.max(self.log.start()))? {
+            Some(m) => m.first,
+            None => at.max(self.log.start()).min(self.log.end()),
+        };
         self.log.truncate_suffix(at)?;
         self.persist.on_truncate(at);
         self.members.truncate(at);
