@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use floe_broker::partition::{Acks, FetchError, ProduceError, Produced, Replica, ReplicaConfig};
+use floe_broker::partition::{
+    Acks, FetchError, ProduceError, Produced, Replica, ReplicaConfig, ReplicaError,
+};
 use floe_protocol::ErrorCode;
 use floe_protocol::batch::{BatchBuilder, BatchLimits, BatchView, CompressionCodec};
 use floe_raft::rng::SplitMix64;
@@ -61,6 +63,10 @@ struct Cluster {
     drop_rate: f64,
     /// Chance that a message is delivered twice.
     dup_rate: f64,
+    /// Chance that a crashed node's disk also gets a flipped bit in a batch's records.
+    flip_rate: f64,
+    /// Replicas restarted with a scrub after they met damage.
+    restarts_on_damage: u64,
 }
 
 fn members() -> Membership {
@@ -87,6 +93,8 @@ impl Cluster {
             next_token: 0,
             drop_rate: 0.0,
             dup_rate: 0.0,
+            flip_rate: 0.0,
+            restarts_on_damage: 0,
         };
         for (i, disk) in disks.into_iter().enumerate() {
             let id = i as u64 + 1;
@@ -123,9 +131,14 @@ impl Cluster {
 
     /// Opens the node's directory: a start, or a restart with recovery.
     fn start(&mut self, id: u64) {
+        self.start_with(id, false);
+    }
+
+    fn start_with(&mut self, id: u64, verify_on_open: bool) {
         let mut raft = Config::new(NodeId(id));
         raft.seed = self.seed.wrapping_mul(31).wrapping_add(id);
-        let cfg = ReplicaConfig::new(raft, log_config());
+        let mut cfg = ReplicaConfig::new(raft, log_config());
+        cfg.verify_on_open = verify_on_open;
         let now = self.now_ms;
         let node = self.node(id);
         let replica = Replica::open(node.disk.dir(), cfg, members(), now).expect("open replica");
@@ -151,6 +164,59 @@ impl Cluster {
         node.disk = node.disk.after_kill(mode);
     }
 
+    /// Media corruption on a stopped node: one bit flipped in the CRC-covered bytes of a
+    /// random batch of a random segment.
+    fn flip_random_record_bit(&mut self, id: u64) {
+        let Disk::Fault(disk) = self.node(id).disk.clone() else {
+            return;
+        };
+        let mut names: Vec<String> = disk
+            .list()
+            .expect("list")
+            .into_iter()
+            .filter(|n| n.ends_with(".log"))
+            .collect();
+        names.sort();
+        if names.is_empty() {
+            return;
+        }
+        let name = names[self.rng.below(names.len() as u64) as usize].clone();
+        let data = disk.contents(&name).expect("segment contents");
+        let mut batches = Vec::new();
+        let mut pos = 0usize;
+        while let Ok(h) = floe_protocol::batch::BatchHeader::parse(&data[pos..]) {
+            let len = h.batch_len as usize;
+            if h.magic != floe_protocol::batch::BATCH_MAGIC || len < 65 || pos + len > data.len() {
+                break;
+            }
+            batches.push((pos, len));
+            pos += len;
+        }
+        if batches.is_empty() {
+            return;
+        }
+        let (at, len) = batches[self.rng.below(batches.len() as u64) as usize];
+        let start = at + floe_protocol::batch::CRC_START;
+        let byte = start + self.rng.below((at + len - start) as u64) as usize;
+        let bit = self.rng.below(8) as u8;
+        assert!(disk.flip_bit(&name, byte as u64, bit));
+    }
+
+    /// What the broker's driver does with a replica's failure: one that met damaged data is
+    /// restarted with a full scrub (the damage is then reported to Raft and repaired); any
+    /// other failure fails the test.
+    fn on_result(&mut self, id: u64, r: Result<(), ReplicaError>) {
+        match r {
+            Ok(()) => {}
+            Err(e) if e.is_corruption() => {
+                self.restarts_on_damage += 1;
+                self.kill_with(id, CrashMode::KeepAll);
+                self.start_with(id, true);
+            }
+            Err(e) => panic!("seed {}: node {id} failed: {e}", self.seed),
+        }
+    }
+
     fn up(&self) -> impl Iterator<Item = u64> + '_ {
         self.nodes
             .iter()
@@ -168,7 +234,14 @@ impl Cluster {
                 let Some(r) = self.nodes[(id - 1) as usize].replica.as_mut() else {
                     continue;
                 };
-                r.process().expect("process");
+                let result = r.process();
+                if result.is_err() {
+                    self.on_result(id, result);
+                    continue;
+                }
+                let Some(r) = self.nodes[(id - 1) as usize].replica.as_mut() else {
+                    continue;
+                };
                 while let Some(m) = r.poll_message() {
                     batch.push(m);
                 }
@@ -203,7 +276,8 @@ impl Cluster {
             .get_mut((to - 1) as usize)
             .and_then(|n| n.replica.as_mut())
         {
-            r.handle_message(m).expect("handle message");
+            let result = r.handle_message(m);
+            self.on_result(to, result);
         }
     }
 
@@ -212,7 +286,8 @@ impl Cluster {
         let now = self.now_ms;
         let ids: Vec<u64> = self.up().collect();
         for id in ids {
-            self.replica(id).tick(now).expect("tick");
+            let result = self.replica(id).tick(now);
+            self.on_result(id, result);
         }
         self.pump();
         self.consume_everywhere();
@@ -277,12 +352,23 @@ impl Cluster {
     fn consume_everywhere(&mut self) {
         let seed = self.seed;
         let mut served = Vec::new();
+        let mut damaged = Vec::new();
         for n in &self.nodes {
             let Some(r) = &n.replica else { continue };
             let hw = r.high_watermark();
             let mut at = r.log_start();
             for _ in 0..10_000 {
-                let read = r.read_committed(at, 64 << 10).expect("read committed");
+                let read = match r.read_committed(at, 64 << 10) {
+                    Ok(read) => read,
+                    Err(e) => {
+                        // Damage is never served; the driver has the replica re-fetch it.
+                        let from = e.damaged_from().unwrap_or_else(|| {
+                            panic!("seed {seed}: node {} read failed: {e}", n.id)
+                        });
+                        damaged.push((n.id, from));
+                        break;
+                    }
+                };
                 assert!(
                     read.next_offset <= hw,
                     "seed {seed}: node {} served up to {} above its high watermark {hw}",
@@ -306,6 +392,10 @@ impl Cluster {
                 "seed {seed}: a read above the high watermark must fail"
             );
         }
+        for (id, from) in damaged {
+            let r = self.replica(id).report_damage(from);
+            self.on_result(id, r);
+        }
         for (base, b, node, hw) in served {
             let prev = self.seen.insert(base, b.clone());
             if let Some(p) = prev.filter(|p| *p != b) {
@@ -318,6 +408,25 @@ impl Cluster {
                 );
             }
         }
+    }
+
+    /// Whether every live replica can read its whole committed log (a replica may hold damage
+    /// it has not met yet: the consumers of the next tick meet it and have it repaired).
+    fn all_logs_read_cleanly(&self) -> bool {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .all(|r| {
+                let mut at = r.log_start();
+                for _ in 0..10_000 {
+                    match r.read_committed(at, 64 << 10) {
+                        Ok(read) if read.bytes.is_empty() => return true,
+                        Ok(read) => at = read.next_offset,
+                        Err(_) => return false,
+                    }
+                }
+                false
+            })
     }
 
     /// The committed log of `id` as (base offset, batch bytes).
@@ -347,7 +456,9 @@ impl Cluster {
                 .filter_map(|n| n.replica.as_ref())
                 .map(|r| (r.high_watermark(), r.log_end()))
                 .collect();
-            ends.windows(2).all(|w| w[0] == w[1]) && ends.iter().all(|(hw, end)| hw == end)
+            ends.windows(2).all(|w| w[0] == w[1])
+                && ends.iter().all(|(hw, end)| hw == end)
+                && c.all_logs_read_cleanly()
         });
         let ids: Vec<u64> = self.up().collect();
         let first = self.committed_log(ids[0]);
@@ -680,8 +791,9 @@ fn a_follower_behind_the_leaders_log_start_is_caught_up_from_it() {
     }
 }
 
-/// Runs `rounds` of produce / kill / restart under message loss and duplication, then heals
-/// and checks that nothing acknowledged was lost. Returns every replica's final committed log
+/// Runs `rounds` of produce / kill / restart under message loss and duplication (and bit
+/// flips in crashed nodes' batches, repaired from the leader), then heals and checks that
+/// nothing acknowledged was lost. Returns every replica's final committed log
 /// and the acknowledgements, for the determinism check.
 /// A chaos run's outcome: every replica's committed log, and each produce's acknowledged
 /// offset (if any).
@@ -692,6 +804,11 @@ fn chaos(seed: u64, rounds: usize) -> Outcome {
     let mut c = Cluster::new(seed, disks);
     c.drop_rate = 0.1;
     c.dup_rate = 0.05;
+    // A crashed node's disk also gets media corruption now and then (FLOE_CHAOS_FLIPS).
+    c.flip_rate = std::env::var("FLOE_CHAOS_FLIPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.3);
     let mut produced = BTreeMap::new();
     for round in 0..rounds {
         for i in 0..6 {
@@ -712,6 +829,9 @@ fn chaos(seed: u64, rounds: usize) -> Outcome {
         } else {
             let victim = c.rng.range(1, 3);
             c.kill(victim);
+            if c.flip_rate > 0.0 && c.rng.chance(c.flip_rate) {
+                c.flip_random_record_bit(victim);
+            }
         }
     }
     // Heal: no more faults, everyone up.

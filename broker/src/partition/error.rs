@@ -20,6 +20,42 @@ pub enum ReplicaError {
     Stopped,
 }
 
+impl ReplicaError {
+    /// Whether the replica stopped because it met damaged data (restart it with
+    /// `ReplicaConfig::verify_on_open` so the damage is found and repaired).
+    pub fn is_corruption(&self) -> bool {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cur {
+            if is_storage_corruption(e) {
+                return true;
+            }
+            cur = e.source();
+        }
+        false
+    }
+}
+
+/// Whether `e` is (or directly wraps) floe-storage's `Corruption` (wrappers marked
+/// `transparent` hide their inner error from `source()`, so each layer is looked into).
+fn is_storage_corruption(e: &(dyn std::error::Error + 'static)) -> bool {
+    let corrupt = |s: &floe_storage::Error| matches!(s, floe_storage::Error::Corruption { .. });
+    if let Some(s) = e.downcast_ref::<floe_storage::Error>() {
+        return corrupt(s);
+    }
+    if let Some(RaftLogError::Storage(s)) = e.downcast_ref::<RaftLogError>() {
+        return corrupt(s);
+    }
+    let log_error = match e.downcast_ref::<ReplicaError>() {
+        Some(ReplicaError::Log(RaftLogError::Storage(s))) => return corrupt(s),
+        Some(ReplicaError::Raft(RaftError::Log(l))) => Some(l),
+        _ => e.downcast_ref::<floe_raft::LogError>(),
+    };
+    match log_error {
+        Some(floe_raft::LogError::Storage(inner)) => is_storage_corruption(inner.as_ref()),
+        _ => false,
+    }
+}
+
 /// Why a produce request was not accepted or did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
@@ -119,6 +155,17 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// Where damaged data starts, if the read met some: hand it to
+    /// [`crate::partition::Replica::report_damage`] so the replica re-fetches it.
+    pub fn damaged_from(&self) -> Option<u64> {
+        match self {
+            FetchError::Storage(RaftLogError::Storage(floe_storage::Error::Corruption {
+                range,
+            })) => Some(range.start),
+            _ => None,
+        }
+    }
+
     /// The protocol error code for the client.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -131,6 +178,29 @@ impl FetchError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn corruption_is_recognised_through_the_layers() {
+        let range = floe_storage::CorruptRange {
+            start: 1,
+            end: 2,
+            segment: 0,
+            position: 0,
+            kind: floe_storage::CorruptionKind::CrcMismatch,
+        };
+        let storage = || floe_storage::Error::Corruption { range };
+        let direct = ReplicaError::Log(RaftLogError::Storage(storage()));
+        assert!(direct.is_corruption());
+        let through_raft = ReplicaError::Raft(RaftError::Log(floe_raft::LogError::Storage(
+            Box::new(RaftLogError::Storage(storage())),
+        )));
+        assert!(through_raft.is_corruption());
+        let other = ReplicaError::Raft(RaftError::Log(floe_raft::LogError::Unavailable {
+            offset: floe_raft::Offset(3),
+        }));
+        assert!(!other.is_corruption());
+        assert!(!ReplicaError::Stopped.is_corruption());
+    }
 
     #[test]
     fn wire_codes() {

@@ -134,6 +134,9 @@ pub struct RaftLog {
     /// Configuration entries held (offset order): the index `config_entries` answers from.
     configs: Vec<(Offset, Membership)>,
     damaged: Option<(Term, Offset)>,
+    /// The lowest offset of damage found while reading (recovery does not scan everything:
+    /// sealed segments are trusted by their index until read).
+    found_damage: Option<u64>,
     now_ms: u64,
 }
 
@@ -181,13 +184,16 @@ impl RaftLog {
             snapshot,
             configs: Vec::new(),
             damaged,
+            found_damage: None,
             now_ms,
         };
         // Finish a compaction or snapshot install that a crash interrupted.
         if me.snapshot.meta.end.0 > me.log.log_start() {
             me.log.truncate_prefix(me.snapshot.meta.end.0)?;
         }
-        me.configs = me.scan_configs()?;
+        let (configs, found) = me.scan_configs()?;
+        me.configs = configs;
+        me.found_damage = found;
         let hard_state = HardState {
             term: Term(stored.term),
             vote: stored.vote.map(NodeId),
@@ -249,27 +255,56 @@ impl RaftLog {
 
     /// Walks every batch header from the log start and collects configuration entries, up to
     /// the first damaged range (the Raft core cuts the log there and re-fetches the rest).
-    fn scan_configs(&self) -> Result<Vec<(Offset, Membership)>, RaftLogError> {
+    /// Returns the configurations and where damage was met, if it was.
+    #[allow(clippy::type_complexity)]
+    fn scan_configs(&self) -> Result<(Vec<(Offset, Membership)>, Option<u64>), RaftLogError> {
         let mut out = Vec::new();
         let mut at = self.log.log_start();
         let limit = self
-            .log
-            .corruption()
-            .iter()
-            .map(|r| r.start)
-            .min()
+            .first_damage()
             .unwrap_or(u64::MAX)
             .min(self.log.log_end());
         while at < limit {
-            let h = self.log.batch_header_at(at)?;
-            if h.is_control()
-                && let EntryKind::Config(m) = self.read_entry_at(h.base_offset)?.kind()
-            {
-                out.push((Offset(h.base_offset), m.clone()));
+            let h = match self.log.batch_header_at(at) {
+                Ok(h) => h,
+                Err(floe_storage::Error::Corruption { range }) => {
+                    return Ok((out, Some(range.start.min(at))));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if h.is_control() {
+                match self.read_entry_at(h.base_offset) {
+                    Ok(e) => {
+                        if let EntryKind::Config(m) = e.kind() {
+                            out.push((Offset(h.base_offset), m.clone()));
+                        }
+                    }
+                    Err(RaftLogError::Storage(floe_storage::Error::Corruption { range })) => {
+                        return Ok((out, Some(range.start.min(h.base_offset))));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             at = h.next_offset().max(at + 1);
         }
-        Ok(out)
+        Ok((out, None))
+    }
+
+    /// The lowest offset known to be damaged: found by recovery, by [`RaftLog::verify`], or
+    /// while reading. The replica reports it to the Raft core, which re-fetches from there.
+    pub fn first_damage(&self) -> Option<u64> {
+        let storage = self.log.corruption().iter().map(|r| r.start).min();
+        match (storage, self.found_damage) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Scrubs the whole log (every batch's CRC): for a replica restarted after it met damage
+    /// that recovery's tail scan does not cover. Returns [`RaftLog::first_damage`].
+    pub fn verify(&mut self) -> Result<Option<u64>, RaftLogError> {
+        self.log.verify()?;
+        Ok(self.first_damage())
     }
 
     fn read_entry_at(&self, offset: u64) -> Result<Entry, RaftLogError> {

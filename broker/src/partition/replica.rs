@@ -83,6 +83,10 @@ pub struct ReplicaConfig {
     /// (reported, repaired from the leader) from a torn tail (cut): a larger value saves two
     /// fsyncs per round but lets more damage pass for a torn tail. Default 1: every change.
     pub commit_store_every: u64,
+    /// Scrub the whole log (every CRC) at open. Recovery scans only the tail; set this when
+    /// restarting a replica that stopped on damage ([`ReplicaError::is_corruption`]), so the
+    /// damage is reported to Raft and repaired from the leader. Default false.
+    pub verify_on_open: bool,
 }
 
 impl ReplicaConfig {
@@ -92,6 +96,7 @@ impl ReplicaConfig {
             raft,
             log,
             commit_store_every: 1,
+            verify_on_open: false,
         }
     }
 }
@@ -121,21 +126,20 @@ impl Replica {
     ) -> Result<Replica, ReplicaError> {
         let max_batch_bytes = cfg.log.max_batch_bytes;
         let cfg_commit_every = cfg.commit_store_every.max(1);
-        let Opened { log, hard_state } = RaftLog::open(dir, cfg.log, now_ms)?;
+        let Opened {
+            mut log,
+            hard_state,
+        } = RaftLog::open(dir, cfg.log, now_ms)?;
+        if cfg.verify_on_open {
+            log.verify()?;
+        }
         let mut raft = Raft::new(cfg.raft, log, hard_state, bootstrap)?;
         // A partition log has no state machine: everything committed is "applied".
         raft.handle_applied(raft.commit_end());
         // Damage recovery found inside durable data: stop trusting the log from there; the
         // core cuts it once the damage mark is durable and re-fetches it from the leader
         // (not voting as if it held less meanwhile). Driven by the first `process`.
-        if let Some(first) = raft
-            .log()
-            .storage()
-            .corruption()
-            .iter()
-            .map(|r| r.start)
-            .min()
-        {
+        if let Some(first) = raft.log().first_damage() {
             raft.report_corruption(Offset(first))?;
         }
         Ok(Replica {
@@ -304,6 +308,15 @@ impl Replica {
             }
         }
         Ok(())
+    }
+
+    /// Damage met at or after `from` while serving a read (a CRC failure is never served):
+    /// the replica stops trusting its log from there and re-fetches it from the leader (a
+    /// leader steps down first). Call [`Replica::process`] afterwards.
+    pub fn report_damage(&mut self, from: u64) -> Result<(), ReplicaError> {
+        self.check_running()?;
+        let r = self.raft.report_corruption(Offset(from));
+        self.after(r.map_err(ReplicaError::from))
     }
 
     // ----- outputs -----
