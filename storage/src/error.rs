@@ -71,6 +71,9 @@ pub enum CorruptionKind {
     OffsetMismatch,
     /// The term went down from one batch to the next.
     TermRegression,
+    /// The batch's term is not the one the term history (`log.terms`) gives for its offsets:
+    /// the term field (not covered by the batch CRC) was damaged.
+    TermMismatch,
     /// Bytes the index or the durable floor says exist are missing (short file, gap between
     /// segments).
     Missing,

@@ -2,7 +2,9 @@
 //!
 //! A partition log is a directory of segments (`<base-offset:020>.log`), each with a sparse
 //! offset + time index (`<base-offset:020>.index`), a meta file holding the logical log start,
-//! and optionally the Raft hard-state file. Batches are stored exactly as the protocol defines
+//! a term history (`log.terms`: where each Raft term starts; a batch's term is not covered by
+//! its CRC, so every term the log serves is checked against it), and optionally the Raft
+//! hard-state file. Batches are stored exactly as the protocol defines
 //! them (`floe_protocol::batch`); the storage reads only their headers and checks their CRCs.
 //!
 //! # Tour
@@ -12,7 +14,8 @@
 //!   for the whole group (group commit), or [`Log::maybe_sync`] per [`FsyncPolicy`].
 //!   [`LogWriter`] does the grouping for many threads.
 //! - Reads: [`Log::read`] / [`Log::read_until`] return whole CRC-checked batches as zero-copy
-//!   `Bytes`; [`Log::batch_header_at`], [`Log::lookup_time`].
+//!   `Bytes`; [`Log::batch_header_at`], [`Log::lookup_time`]. [`Log::last_term`] and every
+//!   term read come from (or are checked against) the term history ([`Log::term_history`]).
 //! - Truncation: [`Log::truncate_suffix`] (Raft conflicts), [`Log::truncate_prefix`],
 //!   [`Log::apply_retention`]; [`Log::verify`] scrubs everything.
 //! - Failure: an fsync or write error fails the log ([`Error::Failed`]) for good; a full
@@ -71,6 +74,7 @@ mod hard_state;
 mod log;
 mod recovery;
 mod segment;
+mod terms;
 pub mod testing;
 mod writer;
 
@@ -78,5 +82,5 @@ pub use config::{FsyncPolicy, LogConfig, OpenOptions};
 pub use error::{CorruptRange, CorruptionKind, Error, ErrorClass, Failure, IoOp, Result};
 pub use hard_state::{HardState, HardStateFile};
 pub use log::{AppendInfo, Log, ReadBatches, SyncTicket};
-pub use recovery::{RecoveryReport, TornTail};
+pub use recovery::{RecoveryReport, TermHistoryRecovery, TornTail};
 pub use writer::{Appended, Clock, LogReader, LogWriter, PendingAppend, system_now_ms};

@@ -11,6 +11,7 @@ use crate::error::{CorruptRange, Error, Failure, IoOp, Result, failure, io_err, 
 use crate::format::{META_NAME, encode_meta, index_name, log_name};
 use crate::recovery::RecoveryReport;
 use crate::segment::{Segment, Step};
+use crate::terms::{TERMS_NAME, TermCheck, TermHistory};
 
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +100,11 @@ pub struct Log {
     pub(crate) dir_synced_epoch: u64,
     pub(crate) last_sync_ms: u64,
     pub(crate) report: RecoveryReport,
+    /// Where each term starts (`log.terms`): every batch served must agree with it.
+    pub(crate) terms: TermHistory,
+    /// The on-disk history still holds entries past a cut (its rewrite failed without failing
+    /// the log): the next append rewrites it before writing a batch.
+    pub(crate) terms_dirty: bool,
 }
 
 impl Log {
@@ -121,13 +127,40 @@ impl Log {
         self.durable_end.min(self.log_end())
     }
 
-    /// Term of the last batch (0 if the log holds none).
+    /// Term of the last batch (0 if the log holds none). It comes from the checksummed term
+    /// history, never from a batch header (whose term the batch CRC does not cover), so a
+    /// damaged term cannot raise it.
     pub fn last_term(&self) -> u64 {
-        self.segments
+        let end = self.log_end();
+        if end <= self.log_start {
+            return 0;
+        }
+        self.terms.term_at(end - 1).unwrap_or(0)
+    }
+
+    /// The term history: `(term, first offset)` of every term that starts in the log (the
+    /// first entry may start below the log start: it covers it), in order.
+    pub fn term_history(&self) -> Vec<(u64, u64)> {
+        self.terms
+            .entries
             .iter()
-            .rev()
-            .find(|s| !s.is_empty())
-            .map_or(0, |s| s.last_term)
+            .map(|e| (e.term, e.start))
+            .collect()
+    }
+
+    /// Offsets below this had their terms rebuilt from the batch headers themselves, because
+    /// the term history file was missing or damaged at some open (see
+    /// [`RecoveryReport::term_history`]): a term damaged before that rebuild is not
+    /// detectable there. 0 when every term was recorded as it was appended.
+    pub fn unverified_terms_end(&self) -> u64 {
+        self.terms.unverified_end
+    }
+
+    pub(crate) fn term_check(&self) -> TermCheck<'_> {
+        TermCheck {
+            history: Some(&self.terms),
+            log_start: self.log_start,
+        }
     }
 
     /// Why the log refuses writes, if it does.
@@ -217,7 +250,7 @@ impl Log {
         let Some(seg) = self.segment_for(offset) else {
             return Ok(empty);
         };
-        match seg.read(offset, max_bytes, limit)? {
+        match seg.read(offset, max_bytes, limit, self.term_check())? {
             Some((bytes, first_offset, next_offset)) => Ok(ReadBatches {
                 bytes,
                 first_offset,
@@ -228,7 +261,8 @@ impl Log {
     }
 
     /// The header of the batch containing `offset` (for example its term, for Raft's log
-    /// matching check). The header is sanity-checked, the CRC is not (use `read` for that).
+    /// matching check). The header is sanity-checked and its term checked against the term
+    /// history ([`Error::Corruption`] if they disagree); the CRC is not (use `read` for that).
     pub fn batch_header_at(&self, offset: u64) -> Result<BatchHeader> {
         self.check_readable(offset)?;
         let seg = self.segment_for(offset).ok_or(Error::OffsetOutOfRange {
@@ -236,7 +270,7 @@ impl Log {
             start: self.log_start,
             end: self.log_end(),
         })?;
-        Ok(seg.locate(offset)?.1)
+        Ok(seg.locate(offset, self.term_check())?.1)
     }
 
     /// Term of the entry (batch) containing `offset`: Raft's `term(index)`.
@@ -256,7 +290,7 @@ impl Log {
             if seg.next_offset <= self.log_start {
                 continue;
             }
-            if let Some(h) = seg.find_time(ts, self.log_start)? {
+            if let Some(h) = seg.find_time(ts, self.log_start, self.term_check())? {
                 return Ok(Some(h));
             }
         }
@@ -304,6 +338,7 @@ impl Log {
             });
         }
         let base = self.log_end();
+        self.record_term(term, base)?;
         stamp(batch, base, term);
         h.base_offset = base;
         h.term = term;
@@ -328,7 +363,62 @@ impl Log {
                 got: h.term,
             });
         }
+        self.record_term(h.term, end)?;
         self.write_batch(batch, &h, now_ms)
+    }
+
+    /// Makes the term history say that `term` holds from `base` (the log end) before a batch
+    /// is written there: a new term is written durably (temp, fsync, rename, fsync dir) before
+    /// its first batch, so the history is never behind the batches it describes. Once per
+    /// term change, never per append.
+    fn record_term(&mut self, term: u64, base: u64) -> Result<()> {
+        let mut next = if self.log_end() <= self.log_start {
+            // An empty log (cut to its start, or a snapshot installed past it): the history
+            // describes no batch; start afresh so terms stay increasing.
+            TermHistory::default()
+        } else {
+            self.terms.clone()
+        };
+        next.start_term(term, base);
+        if next == self.terms && !self.terms_dirty {
+            return Ok(());
+        }
+        self.write_terms(next)
+    }
+
+    /// Replaces the term history file atomically (directory synced). Memory follows only on
+    /// success; an fsync failure fails the log.
+    pub(crate) fn write_terms(&mut self, next: TermHistory) -> Result<()> {
+        match write_atomic(&*self.dir, TERMS_NAME, &next.encode(), true) {
+            Ok(()) => {
+                self.terms = next;
+                self.terms_dirty = false;
+                self.dir_synced_epoch = self.dir_epoch;
+                Ok(())
+            }
+            Err((op @ (IoOp::SyncData | IoOp::SyncDir), e)) => Err(self.fail(op, &e)),
+            Err((op, e)) if is_no_space(&e) => Err(Error::NoSpace { op, source: e }),
+            Err((op, e)) => Err(io_err(op, TERMS_NAME, e)),
+        }
+    }
+
+    /// After a cut of the log (already durable), updates the term history to `next`. If the
+    /// rewrite fails without failing the log, memory moves anyway and the file is marked
+    /// dirty: stale entries past the log end are harmless (recovery drops them) as long as
+    /// the next append rewrites the file first, which `record_term` does.
+    fn update_terms_after_cut(&mut self, next: TermHistory) -> Result<()> {
+        match self.write_terms(next.clone()) {
+            Ok(()) => Ok(()),
+            Err(e @ Error::Failed(_)) => {
+                self.terms = next;
+                Err(e)
+            }
+            Err(_) => {
+                self.terms = next;
+                self.terms_dirty = true;
+                Ok(())
+            }
+        }
     }
 
     fn validate(&self, batch: &[u8]) -> Result<BatchHeader> {
@@ -660,7 +750,7 @@ impl Log {
             self.dir_synced_epoch = self.dir_epoch;
             // Everything below the cut lies in sealed (durable) segments.
             self.durable_end = offset;
-            return Ok(());
+            return self.cut_terms(offset);
         }
         // 2. Seal the cut segment at the cut.
         let seg = &mut self.segments[idx];
@@ -694,7 +784,17 @@ impl Log {
         // Everything below the cut is durable: earlier segments are sealed and the cut segment
         // was synced in step 0.
         self.durable_end = offset;
-        Ok(())
+        // 5. Only now drop the history's entries at or past the cut: a crash before this
+        //    leaves entries past the log end, which recovery drops.
+        self.cut_terms(offset)
+    }
+
+    fn cut_terms(&mut self, offset: u64) -> Result<()> {
+        let mut next = self.terms.clone();
+        if !next.truncate_from(offset) {
+            return Ok(());
+        }
+        self.update_terms_after_cut(next)
     }
 
     /// Moves the log start to `offset` and deletes every segment entirely below it. If
@@ -734,6 +834,12 @@ impl Log {
         self.durable_end = self.durable_end.max(self.log_start.min(self.log_end()));
         if self.segments.is_empty() {
             self.durable_end = self.log_start;
+        }
+        // After the meta file: a crash in between leaves extra entries below the start,
+        // which are harmless (recovery trims them).
+        let mut next = self.terms.clone();
+        if next.trim_below(offset) {
+            self.update_terms_after_cut(next)?;
         }
         match first_err {
             Some(e) => Err(e),
@@ -779,10 +885,14 @@ impl Log {
     /// damaged ranges. They are also remembered ([`Log::corruption`]) and never served.
     pub fn verify(&mut self) -> Result<Vec<CorruptRange>> {
         let mut found = Vec::new();
+        let terms = TermCheck {
+            history: Some(&self.terms),
+            log_start: self.log_start,
+        };
         for seg in &mut self.segments {
             let (mut pos, mut off, mut term) = (0u64, seg.base, 0u64);
             while pos < seg.data_len {
-                match seg.check_at(pos, seg.data_len, off, term)? {
+                match seg.check_at(pos, seg.data_len, off, term, terms)? {
                     Step::Batch(h) => {
                         term = h.term;
                         pos += u64::from(h.batch_len);

@@ -10,6 +10,7 @@ use crate::error::{CorruptRange, CorruptionKind, Error, IoOp, Result, io_err};
 use crate::format::{FileKind, IndexFile, META_NAME, classify, decode_meta, index_name, log_name};
 use crate::log::Log;
 use crate::segment::{Segment, Step};
+use crate::terms::{TERMS_NAME, TermCheck, TermHistory};
 
 /// A torn tail cut off at recovery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,24 @@ pub struct TornTail {
     pub offset: u64,
     /// Non-durable bytes dropped (file length past the end, preallocated zeros included).
     pub bytes_dropped: u64,
+}
+
+/// What recovery did with the term history file (`log.terms`, see FORMAT.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TermHistoryRecovery {
+    /// A valid history was found; every batch's term was checked against it.
+    #[default]
+    Loaded,
+    /// No history and no batch: a new log (the first append writes it).
+    Created,
+    /// The history was missing (a log written before it existed, or a lost file) or damaged
+    /// (`damaged`), and was rebuilt from the batch headers and written back. The terms of the
+    /// batches present then could not be cross-checked: a term damaged before this open is
+    /// taken as written. [`crate::Log::unverified_terms_end`] says up to which offset.
+    Rebuilt {
+        /// The file existed but failed its checks (checksum, layout, order).
+        damaged: bool,
+    },
 }
 
 /// What `Log::open` found and did.
@@ -44,6 +63,8 @@ pub struct RecoveryReport {
     pub removed_files: Vec<String>,
     /// The meta file (log start) was damaged; the log start fell back to the first segment.
     pub bad_meta: bool,
+    /// What became of the term history.
+    pub term_history: TermHistoryRecovery,
 }
 
 struct Open<'a> {
@@ -51,6 +72,10 @@ struct Open<'a> {
     config: &'a LogConfig,
     opts: OpenOptions,
     report: RecoveryReport,
+    /// The term history read from disk (`None`: missing or damaged; not checked then).
+    terms: Option<TermHistory>,
+    /// The log start from the meta file: batches below it are not term-checked.
+    meta_start: u64,
 }
 
 impl Log {
@@ -78,9 +103,12 @@ impl Log {
             config: &config,
             opts,
             report: RecoveryReport::default(),
+            terms: None,
+            meta_start: 0,
         };
         let (log_start, segments) = o.run()?;
         let report = o.report;
+        let loaded = o.terms;
         let mut log = Log {
             dir: dir.clone(),
             config,
@@ -93,10 +121,82 @@ impl Log {
             dir_synced_epoch: 0,
             last_sync_ms: opts.now_ms,
             report,
+            terms: TermHistory::default(),
+            terms_dirty: false,
         };
         log.durable_end = log.log_end();
         log.report.segments = log.segments.len();
+        log.recover_terms(loaded)?;
         Ok(log)
+    }
+
+    /// Step 7 of recovery: makes the term history match the recovered log (entries past the
+    /// end or wholly below the start go), or rebuilds a missing or damaged one from the
+    /// batches; a changed history is written back before the log is used.
+    fn recover_terms(&mut self, loaded: Option<TermHistory>) -> Result<()> {
+        let (start, end) = (self.log_start, self.log_end());
+        let next = match loaded {
+            Some(mut h) => {
+                let cut = h.truncate_from(end);
+                let trimmed = h.trim_below(start);
+                if !(cut || trimmed) {
+                    self.terms = h;
+                    return Ok(());
+                }
+                h
+            }
+            None if end <= start
+                && !matches!(
+                    self.report.term_history,
+                    TermHistoryRecovery::Rebuilt { .. }
+                ) =>
+            {
+                self.report.term_history = TermHistoryRecovery::Created;
+                return Ok(());
+            }
+            None => {
+                let damaged = matches!(
+                    self.report.term_history,
+                    TermHistoryRecovery::Rebuilt { damaged: true }
+                );
+                self.report.term_history = TermHistoryRecovery::Rebuilt { damaged };
+                let mut h = self.terms_from_batches();
+                h.unverified_end = end;
+                h
+            }
+        };
+        self.write_terms(next)
+    }
+
+    /// Rebuilds the term history from the batch headers (no cross-check is possible): an entry
+    /// wherever the term rises. Damaged ranges are skipped; a lower term is not recorded (the
+    /// history then flags that batch as damaged on every read).
+    fn terms_from_batches(&self) -> TermHistory {
+        let mut h = TermHistory::default();
+        for seg in &self.segments {
+            let (mut pos, mut off) = (0u64, seg.base);
+            while off < seg.next_offset && pos < seg.data_len {
+                if let Some(r) = seg.corruption_at(off) {
+                    if r.end >= seg.next_offset {
+                        break;
+                    }
+                    match seg.locate(r.end, TermCheck::OFF) {
+                        Ok((p, b)) => (pos, off) = (p, b.base_offset),
+                        Err(_) => break,
+                    }
+                    continue;
+                }
+                let Ok(b) = seg.header_at(pos, off) else {
+                    break;
+                };
+                if b.next_offset() > self.log_start && h.last_term().is_none_or(|t| b.term > t) {
+                    h.start_term(b.term, b.base_offset);
+                }
+                pos += u64::from(b.batch_len);
+                off = b.next_offset();
+            }
+        }
+        h
     }
 }
 
@@ -138,8 +238,12 @@ impl Open<'_> {
             self.remove(&index_name(b))?;
         }
         let meta_start = if has_meta { self.read_meta()? } else { None };
+        if names.iter().any(|n| n == TERMS_NAME) {
+            self.read_terms()?;
+        }
         let bases: Vec<u64> = bases.into_iter().collect();
         let mut log_start = meta_start.unwrap_or(bases.first().copied().unwrap_or(0));
+        self.meta_start = log_start;
         // Segments entirely below the start (the next one begins at or below it) go.
         let mut first = 0;
         while first + 1 < bases.len() && bases[first + 1] <= log_start {
@@ -189,6 +293,19 @@ impl Open<'_> {
                 Ok(None)
             }
         }
+    }
+
+    fn read_terms(&mut self) -> Result<()> {
+        let file = self
+            .dir
+            .open(TERMS_NAME)
+            .map_err(|e| io_err(IoOp::Open, TERMS_NAME, e))?;
+        let buf = read_all(&*file).map_err(|e| io_err(IoOp::Read, TERMS_NAME, e))?;
+        match TermHistory::decode(&buf) {
+            Ok(h) => self.terms = Some(h),
+            Err(_) => self.report.term_history = TermHistoryRecovery::Rebuilt { damaged: true },
+        }
+        Ok(())
     }
 
     fn read_index(&self, base: u64) -> Option<IndexFile> {
@@ -282,13 +399,18 @@ impl Open<'_> {
     ) -> Result<bool> {
         let floor = self.opts.durable_floor.unwrap_or(0).max(promised);
         let start_pos = seg.data_len;
+        let history = self.terms.clone();
+        let terms = TermCheck {
+            history: history.as_ref(),
+            log_start: self.meta_start,
+        };
         let mut clean = true;
         loop {
             if bound.is_some_and(|b| seg.next_offset >= b) {
                 break;
             }
             let pos = seg.data_len;
-            let step = seg.check_at(pos, file_len, seg.next_offset, seg.last_term)?;
+            let step = seg.check_at(pos, file_len, seg.next_offset, seg.last_term, terms)?;
             match step {
                 Step::Batch(h) if bound.is_none_or(|b| h.next_offset() <= b) => {
                     seg.push(&h, pos, interval);
@@ -316,8 +438,10 @@ impl Open<'_> {
                     if let Some(h) = skippable {
                         let r = seg.mark_corrupt(h.base_offset, h.next_offset(), pos, kind);
                         self.report.corruption.push(r);
+                        // A damaged batch's term is not trusted: it must not raise the
+                        // segment's last term (the next batches are checked against it).
                         let mut h = h;
-                        h.term = h.term.max(seg.last_term);
+                        h.term = seg.last_term;
                         seg.push(&h, pos, interval);
                         continue;
                     }

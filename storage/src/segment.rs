@@ -8,6 +8,7 @@ use floe_protocol::batch::{BatchHeader, HEADER_LEN, MAX_BATCH_LEN, compute_crc};
 use crate::backend::BackendFile;
 use crate::error::{CorruptRange, CorruptionKind, Error, IoOp, Result};
 use crate::format::{IndexEntry, IndexFile, log_name};
+use crate::terms::TermCheck;
 
 /// A segment of the log. `sealed` segments are complete, durable and immutable.
 #[derive(Debug)]
@@ -141,13 +142,14 @@ impl Segment {
     }
 
     /// Checks the batch at `pos`, expected to start at `expected` offset, without reading past
-    /// `limit` bytes.
+    /// `limit` bytes, its term against the term history (`terms`) and not below `last_term`.
     pub(crate) fn check_at(
         &self,
         pos: u64,
         limit: u64,
         expected: u64,
         last_term: u64,
+        terms: TermCheck<'_>,
     ) -> Result<Step> {
         if pos >= limit {
             return Ok(Step::End);
@@ -178,6 +180,12 @@ impl Segment {
         if compute_crc(&batch) != h.crc {
             return Ok(Step::Bad {
                 kind: CorruptionKind::CrcMismatch,
+                header: Some(h),
+            });
+        }
+        if !terms.accepts(&h) {
+            return Ok(Step::Bad {
+                kind: CorruptionKind::TermMismatch,
                 header: Some(h),
             });
         }
@@ -228,8 +236,8 @@ impl Segment {
         }
     }
 
-    /// Reads and sanity-checks the header at `pos` (no CRC).
-    fn header_at(&self, pos: u64, expected: u64) -> Result<BatchHeader> {
+    /// Reads and sanity-checks the header at `pos` (no CRC, no term check).
+    pub(crate) fn header_at(&self, pos: u64, expected: u64) -> Result<BatchHeader> {
         let damaged = |kind| self.corrupt_err(expected, self.next_offset, pos, kind);
         if pos + HEADER_LEN as u64 > self.data_len {
             return Err(damaged(CorruptionKind::BadHeader));
@@ -248,9 +256,19 @@ impl Segment {
         Ok(h)
     }
 
+    /// The error for a batch whose term the history contradicts, if it does.
+    fn check_term(&self, pos: u64, h: &BatchHeader, terms: TermCheck<'_>) -> Result<()> {
+        if terms.accepts(h) {
+            return Ok(());
+        }
+        let kind = CorruptionKind::TermMismatch;
+        Err(self.corrupt_err(h.base_offset, h.next_offset(), pos, kind))
+    }
+
     /// Finds the batch containing `offset` (which must be in `[base, next_offset)`): its
-    /// position and header. Uses the sparse index, then walks headers.
-    pub(crate) fn locate(&self, offset: u64) -> Result<(u64, BatchHeader)> {
+    /// position and header, whose term is checked against `terms` (batches walked over on the
+    /// way only need sane headers). Uses the sparse index, then walks headers.
+    pub(crate) fn locate(&self, offset: u64, terms: TermCheck<'_>) -> Result<(u64, BatchHeader)> {
         if let Some(range) = self.corruption_at(offset) {
             return Err(Error::Corruption { range });
         }
@@ -270,6 +288,7 @@ impl Segment {
         loop {
             let h = self.header_at(pos, off)?;
             if h.next_offset() > offset {
+                self.check_term(pos, &h, terms)?;
                 return Ok((pos, h));
             }
             pos += u64::from(h.batch_len);
@@ -285,7 +304,8 @@ impl Segment {
         if let Some(r) = self.corrupt.iter().find(|r| r.start == offset) {
             return Ok(r.position);
         }
-        let (pos, h) = self.locate(offset)?;
+        // Only the position matters here: a cut may land on a batch with a damaged term.
+        let (pos, h) = self.locate(offset, TermCheck::OFF)?;
         if h.base_offset != offset {
             return Err(Error::NotBatchBoundary {
                 offset,
@@ -296,15 +316,17 @@ impl Segment {
         Ok(pos)
     }
 
-    /// Whole CRC-checked batches from the one containing `offset`, up to `max_bytes` (at least
-    /// one batch) and not past offset `limit`. `None` if no batch ends at or before `limit`.
+    /// Whole CRC- and term-checked batches from the one containing `offset`, up to
+    /// `max_bytes` (at least one batch) and not past offset `limit`. `None` if no batch ends
+    /// at or before `limit`.
     pub(crate) fn read(
         &self,
         offset: u64,
         max_bytes: usize,
         limit: u64,
+        terms: TermCheck<'_>,
     ) -> Result<Option<(Bytes, u64, u64)>> {
-        let (start, first) = self.locate(offset)?;
+        let (start, first) = self.locate(offset, terms)?;
         let mut pos = start;
         let mut off = first.base_offset;
         let mut total = 0u64;
@@ -322,6 +344,12 @@ impl Segment {
             };
             let len = u64::from(h.batch_len);
             if (total > 0 && total + len > max_bytes as u64) || h.next_offset() > limit {
+                break;
+            }
+            if let Err(e) = self.check_term(pos, &h, terms) {
+                if total == 0 {
+                    return Err(e);
+                }
                 break;
             }
             let batch = self
@@ -355,7 +383,12 @@ impl Segment {
 
     /// The first batch of the segment whose `max_timestamp >= ts`, found through the time
     /// column of the index and a short walk.
-    pub(crate) fn find_time(&self, ts: i64, from: u64) -> Result<Option<BatchHeader>> {
+    pub(crate) fn find_time(
+        &self,
+        ts: i64,
+        from: u64,
+        terms: TermCheck<'_>,
+    ) -> Result<Option<BatchHeader>> {
         if self.max_timestamp < ts {
             return Ok(None);
         }
@@ -374,7 +407,7 @@ impl Segment {
         };
         // ...or at the batch containing `from` (the log start), whichever comes later.
         if from > off && from < self.next_offset {
-            let (p, h) = self.locate(from)?;
+            let (p, h) = self.locate(from, TermCheck::OFF)?;
             if p > pos {
                 (pos, off) = (p, h.base_offset);
             }
@@ -386,6 +419,7 @@ impl Segment {
             }
             let h = self.header_at(pos, off)?;
             if h.max_timestamp >= ts {
+                self.check_term(pos, &h, terms)?;
                 return Ok(Some(h));
             }
             pos += u64::from(h.batch_len);

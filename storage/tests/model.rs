@@ -2,7 +2,9 @@
 //! sync / reopen / crash, checked against an in-memory model of the log.
 //!
 //! After a crash: everything the log called durable is there, nothing torn is served, offsets
-//! stay dense, and what is there is exactly a prefix of what was appended.
+//! stay dense, and what is there is exactly a prefix of what was appended. Appends use several
+//! (non-decreasing) terms; every batch read, `term_at` and `last_term()` must give the term the
+//! model appended, also after crashes (the term history survives them).
 //! `PROPTEST_CASES` raises the case count for a longer run.
 
 mod common;
@@ -28,8 +30,11 @@ enum Op {
     },
     Roll,
     Sync,
+    /// A Raft conflict cut; `follower`: the next appends carry the (lower) terms of a leader
+    /// that never saw the cut suffix's terms.
     TruncateSuffix {
         at: u16,
+        follower: bool,
     },
     TruncatePrefix {
         at: u16,
@@ -54,12 +59,13 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (1u32..5, 0usize..400, prop::bool::weighted(0.1))
+        8 => (1u32..5, 0usize..400, prop::bool::weighted(0.2))
             .prop_map(|(records, len, new_term)| Op::Append { records, len, new_term }),
         3 => (any::<u16>(), any::<u16>()).prop_map(|(at, budget)| Op::Read { at, budget }),
         1 => Just(Op::Roll),
         2 => Just(Op::Sync),
-        1 => any::<u16>().prop_map(|at| Op::TruncateSuffix { at }),
+        1 => (any::<u16>(), any::<bool>())
+            .prop_map(|(at, follower)| Op::TruncateSuffix { at, follower }),
         1 => any::<u16>().prop_map(|at| Op::TruncatePrefix { at }),
         1 => Just(Op::Retention),
         1 => Just(Op::Reopen),
@@ -93,6 +99,14 @@ impl Model {
         cands[at as usize % cands.len()]
     }
 
+    /// Term of the last batch in the log (0 if the log is empty).
+    fn last_term(&self) -> u64 {
+        match self.batches.last() {
+            Some((h, _)) if self.end > self.start => h.term,
+            _ => 0,
+        }
+    }
+
     fn truncate_to(&mut self, end: u64) {
         self.batches.retain(|(h, _)| h.next_offset() <= end);
         self.end = end;
@@ -122,7 +136,10 @@ fn check_all(log: &Log, m: &Model) {
     assert_eq!(got.len(), want.len(), "batch count");
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g, w);
+        let at = w.0.base_offset.max(m.start);
+        assert_eq!(log.term_at(at).unwrap(), w.0.term, "term_at({at})");
     }
+    assert_eq!(log.last_term(), m.last_term(), "last_term");
 }
 
 /// Where the model runs: the fault backend (real crashes), or real files, where a "crash" is
@@ -217,10 +234,13 @@ fn run(ops: Vec<Op>, real_files: bool) {
             }
             Op::Roll => log.roll().unwrap(),
             Op::Sync => assert_eq!(log.sync().unwrap(), m.end),
-            Op::TruncateSuffix { at } => {
+            Op::TruncateSuffix { at, follower } => {
                 let to = m.boundary(at);
                 log.truncate_suffix(to).unwrap();
                 m.truncate_to(to);
+                if follower && m.last_term() > 0 {
+                    m.term = m.last_term();
+                }
             }
             Op::TruncatePrefix { at } => {
                 let to = m.start + u64::from(at) % (m.end - m.start + 5);
@@ -309,9 +329,8 @@ fn run(ops: Vec<Op>, real_files: bool) {
                     m.end
                 );
                 m.truncate_to(end);
-                m.term = log
-                    .last_term()
-                    .max(if m.batches.is_empty() { m.term } else { 0 });
+                // The term the leader uses never goes down (Raft keeps it in its hard state).
+                assert_eq!(log.last_term(), m.last_term(), "last_term after a crash");
             }
             Op::Crash { seed, drop_all } => {
                 let durable = log.durable_end();
@@ -348,13 +367,13 @@ fn run(ops: Vec<Op>, real_files: bool) {
                     "end {end} is not a batch boundary"
                 );
                 m.truncate_to(end);
-                m.term = log
-                    .last_term()
-                    .max(if m.batches.is_empty() { m.term } else { 0 });
+                // The term the leader uses never goes down (Raft keeps it in its hard state).
+                assert_eq!(log.last_term(), m.last_term(), "last_term after a crash");
             }
         }
         assert_eq!(log.log_end(), m.end);
         assert_eq!(log.log_start(), m.start);
+        assert_eq!(log.last_term(), m.last_term());
         assert!(log.durable_end() <= m.end);
     }
     check_all(&log, &m);
