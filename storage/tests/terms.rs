@@ -398,3 +398,45 @@ fn a_new_term_is_durable_before_its_first_batch() {
     let names = dir.crash(CrashMode::DropUnsynced).list().unwrap();
     assert!(names.iter().any(|n| n == TERMS));
 }
+
+#[test]
+fn failed_history_rewrite_after_a_cut_is_redone_before_the_next_append() {
+    let cfg = small_config();
+    let dir = FaultDir::new();
+    let mut log = open(&dyn_dir(&dir), &cfg);
+    append_terms(&mut log, &[1, 1, 1]);
+    log.roll().unwrap();
+    let cut = log.log_end();
+    append_terms(&mut log, &[3, 3]);
+    log.sync().unwrap();
+    let stale = dir.contents(TERMS).unwrap();
+    // Disk full: the cut itself needs no new bytes, the history rewrite does and fails.
+    dir.set_space_limit(Some(0));
+    log.truncate_suffix(cut).unwrap();
+    assert_eq!(log.term_history(), vec![(1, 0)]);
+    assert_eq!(
+        dir.contents(TERMS).unwrap(),
+        stale,
+        "still the old file on disk"
+    );
+    // The next append must rewrite the history first: here it cannot, so no batch is written.
+    let full = log.append(&mut batch(50, 1, 50, 0), 1, 0);
+    assert!(matches!(full, Err(Error::NoSpace { .. })), "{full:?}");
+    assert_eq!(log.log_end(), cut);
+    dir.set_space_limit(None);
+    // Same term as before the cut: only the stale file forces the rewrite.
+    let info = log.append(&mut batch(51, 1, 50, 0), 1, 0).unwrap();
+    assert_ne!(dir.contents(TERMS).unwrap(), stale);
+    log.sync().unwrap();
+    drop(log);
+    let dir = dir.crash(CrashMode::DropUnsynced);
+    let opts = OpenOptions {
+        durable_floor: Some(info.next_offset),
+        ..OpenOptions::default()
+    };
+    let mut log = Log::open(dyn_dir(&dir), cfg, opts).unwrap();
+    assert!(log.recovery_report().corruption.is_empty());
+    assert_eq!(log.term_history(), vec![(1, 0)]);
+    assert_eq!(log.term_at(info.base_offset).unwrap(), 1);
+    assert!(log.verify().unwrap().is_empty());
+}
