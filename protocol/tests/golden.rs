@@ -814,12 +814,14 @@ fn peer_frames() {
                     term: 3,
                     commit_end: 10,
                     read_ctx: 0,
+                    quiesce: true,
                 },
                 HeartbeatEntry {
                     group_id: 42,
                     term: 7,
                     commit_end: 103,
                     read_ctx: 17,
+                    quiesce: false,
                 },
             ],
         }

@@ -158,6 +158,9 @@ pub fn to_request(group_id: u64, msg: &Message) -> PeerRequest {
                 term,
                 commit_end: h.commit_end.0,
                 read_ctx: h.read_ctx,
+                // A per-group heartbeat from the core never quiesces; the multi-raft host's
+                // coalesced beats set it.
+                quiesce: false,
             }],
         }),
         Body::HeartbeatResponse(r) => PeerRequest::HeartbeatResponse(CoalescedHeartbeatResponse {

@@ -108,6 +108,9 @@ wire_struct! {
         pub commit_end: u64,
         /// ReadIndex round this heartbeat confirms (0: none); echoed in the response.
         pub read_ctx: u64,
+        /// The group is idle: the follower stops ticking it (no election timer) until the
+        /// next message for the group arrives. Lets thousands of idle groups cost nothing.
+        pub quiesce: bool,
     }
 }
 

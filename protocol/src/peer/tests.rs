@@ -54,12 +54,14 @@ fn coalesced_heartbeat_with_many_groups_is_compact_and_bounded() {
                 term: 3,
                 commit_end: g * 10,
                 read_ctx: 0,
+                quiesce: g % 2 == 0,
             })
             .collect(),
     };
     let mut buf = Vec::new();
     PeerRequest::from(hb.clone()).encode_frame(0, &mut buf);
-    assert_eq!(buf.len(), 16 + 8 + 8 + 4 + 10_000 * 32);
+    // 33 bytes per group: group id, term, commit end, read ctx (8 each) and the quiesce flag.
+    assert_eq!(buf.len(), 16 + 8 + 8 + 4 + 10_000 * 33);
     // A lying count is rejected before allocation.
     let mut bad = buf.clone();
     bad[16 + 16..16 + 20].copy_from_slice(&10_001u32.to_le_bytes());
