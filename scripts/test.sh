@@ -18,6 +18,7 @@ fi
 
 if [[ "$profile" == long ]]; then
   export PROPTEST_CASES="${PROPTEST_CASES:-2000}"
+  export FLOE_CHAOS_SEEDS="${FLOE_CHAOS_SEEDS:-5000}"
   sim_seeds="${SIM_SEEDS:-1000000}"
   fuzz_seconds="${FUZZ_SECONDS:-600}"
 else
@@ -51,7 +52,13 @@ step "raft: distributed-lock demo"
 cargo run --release --quiet -p floe-raft --example lock
 
 step "raft: deterministic simulator, $sim_seeds seeds from $sim_start"
-cargo run --release --quiet -p floe-raft --example simulate -- --seeds "$sim_seeds" --start-seed "$sim_start"
+if [[ "$profile" == long ]]; then
+  # Debug assertions on (the core's internal checks), in a target dir of its own.
+  RUSTFLAGS="-C debug-assertions" cargo run --release --quiet --target-dir target/sim-checked \
+    -p floe-raft --example simulate -- --seeds "$sim_seeds" --start-seed "$sim_start"
+else
+  cargo run --release --quiet -p floe-raft --example simulate -- --seeds "$sim_seeds" --start-seed "$sim_start"
+fi
 
 step "protocol: fuzz smoke, ${fuzz_seconds}s per target"
 bash protocol/fuzz/run.sh "$fuzz_seconds"
