@@ -933,3 +933,183 @@ fn a_replica_with_a_damaged_durable_batch_is_repaired_from_the_leader() {
     let repaired = c.committed_log(follower);
     assert_eq!(repaired[2], log[2], "seed {seed}");
 }
+
+// ----- idempotent producers across the group -----
+
+/// A batch from producer `pid` (epoch 0) of one record per value, starting at `seq`.
+fn producer_batch(pid: i64, seq: i32, values: &[&str]) -> Bytes {
+    let mut b = BatchBuilder::new(CompressionCodec::None).with_producer(pid, 0, seq);
+    for v in values {
+        b.append(0, None, Some(v.as_bytes()), &[]).expect("append");
+    }
+    b.finish().expect("finish")
+}
+
+impl Cluster {
+    /// Sends `batch` to node `id` (the client's view of the leader); returns its token.
+    fn send_to(&mut self, id: u64, batch: Bytes) -> u64 {
+        self.next_token += 1;
+        let token = self.next_token;
+        let seed = self.seed;
+        self.replica(id)
+            .produce(token, batch, Acks::All)
+            .unwrap_or_else(|e| panic!("seed {seed}: produce at {id}: {e}"));
+        token
+    }
+
+    /// The answer to `token`, waiting for it.
+    fn answer(&mut self, token: u64) -> Produced {
+        self.wait_acked(&[token]);
+        match &self.acks[&token] {
+            Ok(p) => *p,
+            Err(e) => panic!("seed {}: token {token}: {e}", self.seed),
+        }
+    }
+
+    /// How many times `value` is in the committed log of every live replica (asserted equal).
+    fn copies(&mut self, value: &str) -> usize {
+        let ids: Vec<u64> = self.up().collect();
+        let counts: Vec<usize> = ids
+            .iter()
+            .map(|&id| {
+                values_by_offset(&self.committed_log(id))
+                    .values()
+                    .filter(|v| *v == value)
+                    .count()
+            })
+            .collect();
+        assert!(
+            counts.windows(2).all(|w| w[0] == w[1]),
+            "seed {}: {counts:?}",
+            self.seed
+        );
+        counts[0]
+    }
+}
+
+/// A producer's batch commits, its leader dies before the client hears, and the client sends
+/// the same bytes to the new leader: answered with the original offset, in the log once.
+/// Two batches: one whose commit every replica knew (the new leader's committed state
+/// dedupes it) and one the followers hold but nobody committed when the leader died (in the
+/// new leader's uncommitted tail: its overlay dedupes it, and the retry is answered once the
+/// new leader commits the original).
+#[test]
+fn a_retry_after_leader_failover_is_answered_with_the_original_offset() {
+    for seed in [21, 22, 23] {
+        let mut c = Cluster::in_memory(seed);
+        let old = c.elect();
+        let known = producer_batch(5, 0, &["known-0", "known-1"]);
+        let t = c.send_to(old, known.clone());
+        let original_known = c.answer(t);
+        let followers: Vec<u64> = (1..=3).filter(|&id| id != old).collect();
+        c.run_until("every replica knows the commit", |c| {
+            let end = original_known.next_offset;
+            followers
+                .iter()
+                .all(|&id| c.replica(id).high_watermark() >= end)
+        });
+        // The next batch reaches the followers' logs; their acknowledgements are lost.
+        let tail = producer_batch(5, 2, &["tail"]);
+        c.send_to(old, tail.clone());
+        c.replica(old).process().expect("process");
+        let to_followers: Vec<Message> =
+            std::iter::from_fn(|| c.replica(old).poll_message()).collect();
+        for m in to_followers {
+            c.deliver(m);
+        }
+        for &id in &followers {
+            c.replica(id).process().expect("process");
+            while c.replica(id).poll_message().is_some() {}
+            let r = c.replica(id);
+            assert!(
+                r.log_end() > r.high_watermark(),
+                "seed {seed}: uncommitted tail"
+            );
+        }
+        c.kill_with(old, CrashMode::KeepAll);
+        let new = c.elect();
+        assert_ne!(new, old);
+        // The client retries both, identical bytes, at the new leader.
+        let t1 = c.send_to(new, known);
+        let t2 = c.send_to(new, tail);
+        let (a1, a2) = (c.answer(t1), c.answer(t2));
+        assert!(a1.duplicate, "seed {seed}");
+        assert_eq!(a1.base_offset, original_known.base_offset, "seed {seed}");
+        assert!(a2.duplicate, "seed {seed}");
+        assert_eq!(a2.base_offset, original_known.next_offset, "seed {seed}");
+        c.start(old);
+        c.converge();
+        assert_eq!(c.copies("known-0"), 1, "seed {seed}");
+        assert_eq!(c.copies("tail"), 1, "seed {seed}");
+        // The producer carries on where it was.
+        let t = c.send_to(new, producer_batch(5, 3, &["next"]));
+        assert!(!c.answer(t).duplicate);
+        c.converge();
+        assert_eq!(c.copies("next"), 1, "seed {seed}");
+    }
+}
+
+/// A retry that arrives while the original is proposed but not committed is not appended: it
+/// is answered with the original's offsets once the original commits.
+#[test]
+fn a_retry_of_a_batch_in_flight_is_not_appended_twice() {
+    for seed in [31, 32] {
+        let mut c = Cluster::in_memory(seed);
+        let leader = c.elect();
+        let b = producer_batch(9, 0, &["once"]);
+        let t1 = c.send_to(leader, b.clone());
+        let end = c.replica(leader).log_end();
+        let t2 = c.send_to(leader, b);
+        assert_eq!(c.replica(leader).log_end(), end, "seed {seed}");
+        let (a1, a2) = (c.answer(t1), c.answer(t2));
+        assert!(!a1.duplicate && a2.duplicate, "seed {seed}");
+        assert_eq!(
+            (a1.base_offset, a1.next_offset),
+            (a2.base_offset, a2.next_offset)
+        );
+        c.converge();
+        assert_eq!(c.copies("once"), 1, "seed {seed}");
+    }
+}
+
+/// Every replica restarted from its disk (power loss: unsynced data dropped) rebuilds the
+/// producer state from the log and still dedupes a retry, and fences an old epoch.
+#[test]
+fn a_restarted_group_rebuilds_the_producer_state_and_still_dedupes() {
+    for seed in [41, 42] {
+        let disks = (0..3).map(|_| Disk::Fault(FaultDir::new())).collect();
+        let mut c = Cluster::new(seed, disks);
+        let leader = c.elect();
+        let mut originals = Vec::new();
+        for s in 0..4 {
+            let b = producer_batch(3, s, &[&format!("r{s}")]);
+            let t = c.send_to(leader, b.clone());
+            originals.push((b, c.answer(t)));
+        }
+        c.converge();
+        for id in 1..=3 {
+            c.kill_with(id, CrashMode::DropUnsynced);
+        }
+        for id in 1..=3 {
+            c.start(id);
+            assert_eq!(c.replica(id).producers_known(), 1, "seed {seed}: node {id}");
+        }
+        let leader = c.elect();
+        for (b, original) in originals {
+            let t = c.send_to(leader, b);
+            let again = c.answer(t);
+            assert!(again.duplicate, "seed {seed}");
+            assert_eq!(again.base_offset, original.base_offset, "seed {seed}");
+        }
+        c.converge();
+        for s in 0..4 {
+            assert_eq!(c.copies(&format!("r{s}")), 1, "seed {seed}");
+        }
+        // A gap after the rebuilt state is out of order.
+        let err = c
+            .replica(leader)
+            .produce(999, producer_batch(3, 9, &["gap"]), Acks::All)
+            .expect_err("a gap");
+        assert_eq!(err.code(), ErrorCode::OutOfOrderSequence, "seed {seed}");
+    }
+}

@@ -89,6 +89,42 @@ pub enum ProduceError {
         /// The current leader, if known.
         leader: Option<NodeId>,
     },
+    /// An idempotent producer's epoch is older than one this partition has seen for its id:
+    /// a newer instance of the producer took over.
+    #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")]
+    ProducerFenced {
+        /// The batch's producer id.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The newer epoch the partition holds.
+        current_epoch: i16,
+    },
+    /// An idempotent producer's batch does not continue its sequence (a gap, a step back
+    /// outside the deduplication window, or a new producer or epoch not starting at 0).
+    #[error(
+        "producer {producer_id} epoch {epoch}: sequence {base_sequence} out of order (expected {expected})"
+    )]
+    OutOfOrderSequence {
+        /// The batch's producer id.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The batch's first sequence.
+        base_sequence: i32,
+        /// The sequence it should have started at.
+        expected: i32,
+    },
+    /// A batch with a producer id but a negative epoch or base sequence.
+    #[error("producer {producer_id}: invalid epoch {epoch} or base sequence {base_sequence}")]
+    InvalidProducerFields {
+        /// The batch's producer id.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The batch's first sequence.
+        base_sequence: i32,
+    },
     /// The replica failed (see [`ReplicaError`]).
     #[error(transparent)]
     Fatal(#[from] ReplicaError),
@@ -108,7 +144,11 @@ impl ProduceError {
             ProduceError::InvalidBatch(_) | ProduceError::LengthMismatch { .. } => {
                 ErrorCode::CorruptBatch
             }
-            ProduceError::ControlBatch => ErrorCode::InvalidRequest,
+            ProduceError::ControlBatch | ProduceError::InvalidProducerFields { .. } => {
+                ErrorCode::InvalidRequest
+            }
+            ProduceError::ProducerFenced { .. } => ErrorCode::ProducerFenced,
+            ProduceError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
             ProduceError::Fatal(_) => ErrorCode::StorageError,
         }
     }
@@ -223,6 +263,26 @@ mod tests {
                 .is_retryable()
         );
         assert_eq!(ProduceError::ControlBatch.code(), ErrorCode::InvalidRequest);
+        let fenced = ProduceError::ProducerFenced {
+            producer_id: 1,
+            epoch: 0,
+            current_epoch: 1,
+        };
+        assert_eq!(fenced.code(), ErrorCode::ProducerFenced);
+        assert!(!fenced.code().is_retryable());
+        let gap = ProduceError::OutOfOrderSequence {
+            producer_id: 1,
+            epoch: 0,
+            base_sequence: 5,
+            expected: 3,
+        };
+        assert_eq!(gap.code(), ErrorCode::OutOfOrderSequence);
+        let bad = ProduceError::InvalidProducerFields {
+            producer_id: 1,
+            epoch: -1,
+            base_sequence: 0,
+        };
+        assert_eq!(bad.code(), ErrorCode::InvalidRequest);
         assert_eq!(
             ProduceError::Fatal(ReplicaError::Stopped).code(),
             ErrorCode::StorageError

@@ -40,11 +40,13 @@
 //! ```
 
 mod error;
+mod producers;
 pub mod raft_log;
 mod replica;
 mod sidecar;
 
 pub use error::{CompactError, FetchError, ProduceError, ReplicaError};
+pub use producers::PRODUCER_WINDOW;
 pub use raft_log::{Opened, RaftLog, RaftLogError};
 pub use replica::{Acks, ProduceAck, Produced, Replica, ReplicaConfig};
 pub use sidecar::SidecarError;

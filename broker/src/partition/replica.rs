@@ -15,12 +15,24 @@
 //! batch's end, `acks=leader` once the local log is durable past it. A batch a deposed leader
 //! appended but a new leader overwrote is answered with [`ProduceError::Overwritten`] (it is
 //! certainly not in the log, so a retry cannot duplicate it).
+//!
+//! Idempotent producers (batches with a producer id): the replica folds the batch headers of
+//! the committed log into a [`ProducerStates`] (rebuilt by a header scan at open, advanced
+//! as entries commit, on every replica, so a new leader knows what the old one appended).
+//! The leader checks each producer batch against that state plus an overlay of its own
+//! uncommitted tail (rebuilt from the log the first time it is needed in a term, extended by
+//! each proposal; the log of a leader only grows within its term, so the overlay never needs
+//! undoing: a truncation can only happen after a term change, which drops it). A retry of a
+//! committed batch is answered at once with the original offsets ([`Produced::duplicate`]);
+//! a retry of a batch still in flight waits for the original and gets its answer (its
+//! offsets, or [`ProduceError::Overwritten`] if a new leader cut it): nothing is appended
+//! twice and the client needs no extra retry.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use floe_protocol::batch::validate_batch;
+use floe_protocol::batch::{BatchHeader, validate_batch};
 use floe_raft::{
     Config, EntryMeta, HardState, Log, Membership, Message, NodeId, Offset, ProposeError, Raft,
     RaftError, Role, Term,
@@ -29,6 +41,7 @@ use floe_storage::backend::Directory;
 use floe_storage::{LogConfig, ReadBatches};
 
 use super::error::{CompactError, FetchError, ProduceError, ReplicaError};
+use super::producers::{ProducerStates, SeqCheck, SeqError};
 use super::raft_log::{Opened, RaftLog};
 
 /// Most persistence rounds one input may cause (a guard: one or two is the norm).
@@ -52,6 +65,22 @@ pub struct Produced {
     pub next_offset: u64,
     /// The term it was appended in.
     pub term: u64,
+    /// Whether this answers a retry of an idempotent producer's batch that was already
+    /// appended: the offsets are the original's and nothing new was appended (the wire answer
+    /// is `DuplicateSequence` with the original base offset).
+    pub duplicate: bool,
+}
+
+impl Produced {
+    /// The protocol error code of this (successful) answer: `DuplicateSequence` for a
+    /// retry answered with the original offsets, else `None`.
+    pub fn code(&self) -> floe_protocol::ErrorCode {
+        if self.duplicate {
+            floe_protocol::ErrorCode::DuplicateSequence
+        } else {
+            floe_protocol::ErrorCode::None
+        }
+    }
 }
 
 /// The answer to one produce, identified by the caller's token.
@@ -68,6 +97,60 @@ struct Pending {
     token: u64,
     meta: EntryMeta,
     acks: Acks,
+    /// A retry waiting for the original batch (at `meta`) to be answered.
+    duplicate: bool,
+}
+
+/// The leader's view of idempotent producers with batches in its uncommitted tail (past
+/// `Replica::producers_end`): for those producers, the committed state with the tail's
+/// batches folded in. Valid for one term (a leader's log only grows within its term).
+#[derive(Debug)]
+struct Overlay {
+    term: Term,
+    states: ProducerStates,
+    /// (end offset, producer id) of each producer batch in the tail, in log order.
+    tail: VecDeque<(u64, i64)>,
+    /// Batches per producer in `tail`.
+    counts: HashMap<i64, usize>,
+}
+
+impl Overlay {
+    fn new(term: Term) -> Overlay {
+        Overlay {
+            term,
+            states: ProducerStates::default(),
+            tail: VecDeque::new(),
+            counts: HashMap::new(),
+        }
+    }
+
+    /// Folds in a batch of the tail (stamped), seeding its producer from `committed`.
+    fn push(&mut self, committed: &ProducerStates, h: &BatchHeader) {
+        if h.producer_id < 0 || h.is_control() {
+            return;
+        }
+        self.states.seed_from(committed, h.producer_id);
+        self.states.apply(h);
+        self.tail.push_back((h.next_offset(), h.producer_id));
+        *self.counts.entry(h.producer_id).or_insert(0) += 1;
+    }
+
+    /// Forgets the batches that ended up in the committed state (below `committed_end`).
+    fn retire(&mut self, committed_end: u64) {
+        while let Some(&(end, id)) = self.tail.front() {
+            if end > committed_end {
+                break;
+            }
+            self.tail.pop_front();
+            if let Some(n) = self.counts.get_mut(&id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.counts.remove(&id);
+                    self.states.remove(id);
+                }
+            }
+        }
+    }
 }
 
 /// Options for one replica.
@@ -113,6 +196,13 @@ pub struct Replica {
     /// The hard state last written.
     stored_hard_state: HardState,
     commit_store_every: u64,
+    /// Idempotent-producer state of the log below `producers_end` (committed).
+    producers: ProducerStates,
+    /// Every batch below this offset is folded into `producers`.
+    producers_end: u64,
+    /// The leader's overlay for its uncommitted tail (built at the first idempotent produce
+    /// of a term).
+    overlay: Option<Overlay>,
 }
 
 impl Replica {
@@ -142,7 +232,8 @@ impl Replica {
         if let Some(first) = raft.log().first_damage() {
             raft.report_corruption(Offset(first))?;
         }
-        Ok(Replica {
+        let producers_end = raft.log().start().0;
+        let mut replica = Replica {
             raft,
             max_batch_bytes,
             pending: Vec::new(),
@@ -151,7 +242,13 @@ impl Replica {
             stopped: false,
             stored_hard_state: hard_state,
             commit_store_every: cfg_commit_every,
-        })
+            producers: ProducerStates::default(),
+            producers_end,
+            overlay: None,
+        };
+        // Rebuild the idempotent-producer state from the committed log's batch headers.
+        replica.advance_producers();
+        Ok(replica)
     }
 
     // ----- getters -----
@@ -206,6 +303,11 @@ impl Replica {
         self.pending.len()
     }
 
+    /// Idempotent producers this replica knows from its committed log.
+    pub fn producers_known(&self) -> usize {
+        self.producers.len()
+    }
+
     // ----- inputs -----
 
     /// One tick of logical time; `now_ms` is the caller's clock (for batch timestamps of
@@ -245,6 +347,34 @@ impl Replica {
         if h.is_control() {
             return Err(ProduceError::ControlBatch);
         }
+        if let SeqCheck::Duplicate(orig) = self.check_sequence(&h)? {
+            let meta = EntryMeta {
+                first: Offset(orig.base_offset),
+                end: Offset(orig.last_offset + 1),
+                term: Term(orig.term),
+            };
+            if meta.end <= self.raft.commit_end() {
+                // Committed: it can never be overwritten; answer now.
+                self.acks.push_back(ProduceAck {
+                    token,
+                    result: Ok(Produced {
+                        base_offset: meta.first.0,
+                        next_offset: meta.end.0,
+                        term: meta.term.0,
+                        duplicate: true,
+                    }),
+                });
+            } else {
+                // In flight: answered with the original's fate (see `resolve_acks`).
+                self.pending.push(Pending {
+                    token,
+                    meta,
+                    acks,
+                    duplicate: true,
+                });
+            }
+            return Ok(());
+        }
         let meta = match self.raft.propose(batch, u64::from(h.record_count)) {
             Ok(meta) => meta,
             Err(ProposeError::NotLeader { leader }) => {
@@ -267,8 +397,111 @@ impl Replica {
                 return Err(ReplicaError::from(e).into());
             }
         };
-        self.pending.push(Pending { token, meta, acks });
+        if h.producer_id >= 0
+            && let Some(o) = &mut self.overlay
+        {
+            let mut stamped = h;
+            stamped.base_offset = meta.first.0;
+            stamped.term = meta.term.0;
+            o.push(&self.producers, &stamped);
+        }
+        self.pending.push(Pending {
+            token,
+            meta,
+            acks,
+            duplicate: false,
+        });
         Ok(())
+    }
+
+    /// The idempotence check of a producer's batch on the leader (see the module docs).
+    fn check_sequence(&mut self, h: &BatchHeader) -> Result<SeqCheck, ProduceError> {
+        if h.producer_id < 0 {
+            return Ok(SeqCheck::NotIdempotent);
+        }
+        let overlay = self.overlay()?;
+        let states = if overlay.states.contains(h.producer_id) {
+            &overlay.states
+        } else {
+            &self.producers
+        };
+        states.check(h).map_err(|e| match e {
+            SeqError::Fenced { current_epoch } => ProduceError::ProducerFenced {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                current_epoch,
+            },
+            SeqError::OutOfOrder { expected } => ProduceError::OutOfOrderSequence {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                base_sequence: h.base_sequence,
+                expected,
+            },
+            SeqError::InvalidFields => ProduceError::InvalidProducerFields {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                base_sequence: h.base_sequence,
+            },
+        })
+    }
+
+    /// The leader's overlay for this term, built from the log past `producers_end` if it is
+    /// not yet. A batch header it cannot read (damage being repaired) makes it refuse
+    /// idempotent produces, retryably, rather than risk a duplicate.
+    fn overlay(&mut self) -> Result<&Overlay, ProduceError> {
+        let term = self.raft.term();
+        if self.overlay.as_ref().is_some_and(|o| o.term == term) {
+            return self
+                .overlay
+                .as_ref()
+                .ok_or(ProduceError::LeaderNotAvailable);
+        }
+        self.overlay = None;
+        if self.producers_end < self.raft.commit_end().0 {
+            return Err(ProduceError::LeaderNotAvailable);
+        }
+        let mut overlay = Overlay::new(term);
+        let (mut at, end) = (self.producers_end, self.raft.log().end().0);
+        while at < end {
+            let h = self
+                .raft
+                .log()
+                .storage()
+                .batch_header_at(at)
+                .map_err(|_| ProduceError::LeaderNotAvailable)?;
+            if h.next_offset() <= at {
+                return Err(ProduceError::LeaderNotAvailable);
+            }
+            overlay.push(&self.producers, &h);
+            at = h.next_offset();
+        }
+        Ok(self.overlay.insert(overlay))
+    }
+
+    /// Folds the batch headers committed since the last call into `producers` (all of them
+    /// at open: a header scan, one header read per batch, no record is read). A batch whose
+    /// header cannot be read (damage being repaired) stops the scan; it resumes next time.
+    /// Batches discarded by compaction or skipped by a snapshot install are not folded in:
+    /// their producers' state is lost (a producer idle that long must start a new epoch).
+    fn advance_producers(&mut self) {
+        let log = self.raft.log();
+        self.producers_end = self.producers_end.max(log.start().0);
+        let commit = self.raft.commit_end().0.min(log.end().0);
+        while self.producers_end < commit {
+            let Ok(h) = log.storage().batch_header_at(self.producers_end) else {
+                break;
+            };
+            if h.base_offset != self.producers_end || h.next_offset() <= self.producers_end {
+                break;
+            }
+            self.producers.apply(&h);
+            self.producers_end = h.next_offset();
+        }
+        if self.raft.role() != Role::Leader {
+            self.overlay = None;
+        } else if let Some(o) = &mut self.overlay {
+            o.retire(self.producers_end);
+        }
     }
 
     /// Committed batches from `offset` (up to about `max_bytes`, whole batches, zero-copy),
@@ -411,6 +644,7 @@ impl Replica {
                 break;
             }
         }
+        self.advance_producers();
         self.resolve_acks()
     }
 
@@ -449,6 +683,7 @@ impl Replica {
                     base_offset: p.meta.first.0,
                     next_offset: p.meta.end.0,
                     term: p.meta.term.0,
+                    duplicate: p.duplicate,
                 })
             } else {
                 Err(ProduceError::Overwritten {

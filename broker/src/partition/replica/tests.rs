@@ -171,3 +171,181 @@ fn close_then_reopen_keeps_the_commit_end() {
     );
     assert_eq!(r.read_committed(0, 1 << 20).expect("read").next_offset, hw);
 }
+
+/// A batch of `n` records from producer `pid`/`epoch` starting at sequence `seq`.
+fn pbatch(pid: i64, epoch: i16, seq: i32, n: u32) -> Bytes {
+    let mut b = BatchBuilder::new(CompressionCodec::None).with_producer(pid, epoch, seq);
+    for i in 0..n {
+        b.append(
+            0,
+            None,
+            Some(format!("{pid}/{epoch}/{seq}+{i}").as_bytes()),
+            &[],
+        )
+        .expect("append");
+    }
+    b.finish().expect("finish")
+}
+
+/// Produces and processes; returns the answer.
+fn produce_now(r: &mut Replica, token: u64, b: Bytes) -> Result<super::Produced, ProduceError> {
+    r.produce(token, b, Acks::All)?;
+    r.process().expect("process");
+    let ack = r.poll_ack().expect("answered");
+    assert_eq!(ack.token, token);
+    ack.result
+}
+
+#[test]
+fn a_committed_retry_is_answered_with_the_original_offset_and_not_appended() {
+    let disk = FaultDir::new();
+    let mut r = leader(&disk);
+    let first = produce_now(&mut r, 1, pbatch(7, 0, 0, 3)).expect("first");
+    assert!(!first.duplicate);
+    assert_eq!(first.code(), floe_protocol::ErrorCode::None);
+    let second = produce_now(&mut r, 2, pbatch(7, 0, 3, 2)).expect("second");
+    let end = r.log_end();
+    // Both retried (same bytes): answered with their own original offsets.
+    let again = produce_now(&mut r, 3, pbatch(7, 0, 0, 3)).expect("retry");
+    assert!(again.duplicate);
+    assert_eq!(again.code(), floe_protocol::ErrorCode::DuplicateSequence);
+    assert_eq!(
+        (again.base_offset, again.next_offset),
+        (first.base_offset, first.next_offset)
+    );
+    let again = produce_now(&mut r, 4, pbatch(7, 0, 3, 2)).expect("retry");
+    assert_eq!(
+        (again.base_offset, again.next_offset, again.duplicate),
+        (second.base_offset, second.next_offset, true)
+    );
+    assert_eq!(r.log_end(), end, "nothing appended");
+    // Batches without a producer id are never deduplicated.
+    produce_now(&mut r, 5, batch("plain")).expect("plain");
+    produce_now(&mut r, 6, batch("plain")).expect("plain again");
+    assert_eq!(r.log_end(), end + 2);
+    assert_eq!(r.producers_known(), 1);
+}
+
+#[test]
+fn a_retry_of_a_batch_in_flight_waits_for_it_and_is_not_appended() {
+    let disk = FaultDir::new();
+    let mut r = leader(&disk);
+    r.produce(1, pbatch(7, 0, 0, 2), Acks::All)
+        .expect("original");
+    let end = r.log_end();
+    // Not yet durable nor committed: the retry arrives.
+    r.produce(2, pbatch(7, 0, 0, 2), Acks::All).expect("retry");
+    assert_eq!(r.log_end(), end, "the retry is not appended");
+    // The next batch of the same producer continues after the in-flight one.
+    r.produce(3, pbatch(7, 0, 2, 1), Acks::All).expect("next");
+    assert!(matches!(
+        r.produce(4, pbatch(7, 0, 0, 1), Acks::All),
+        Err(ProduceError::OutOfOrderSequence { expected: 3, .. })
+    ));
+    assert!(r.poll_ack().is_none(), "nothing answered before the commit");
+    r.process().expect("process");
+    let acks: Vec<_> = std::iter::from_fn(|| r.poll_ack()).collect();
+    let by_token = |t: u64| {
+        acks.iter()
+            .find(|a| a.token == t)
+            .and_then(|a| a.result.as_ref().ok())
+            .copied()
+            .expect("answered ok")
+    };
+    let (orig, retry) = (by_token(1), by_token(2));
+    assert!(!orig.duplicate && retry.duplicate);
+    assert_eq!(
+        (orig.base_offset, orig.next_offset),
+        (retry.base_offset, retry.next_offset)
+    );
+    assert_eq!(by_token(3).base_offset, orig.next_offset);
+}
+
+#[test]
+fn fenced_and_out_of_order_batches_get_typed_errors_and_are_not_appended() {
+    let disk = FaultDir::new();
+    let mut r = leader(&disk);
+    produce_now(&mut r, 1, pbatch(7, 2, 0, 1)).expect("first");
+    let end = r.log_end();
+    match r.produce(2, pbatch(7, 1, 1, 1), Acks::All) {
+        Err(e @ ProduceError::ProducerFenced { .. }) => {
+            assert_eq!(e.code(), floe_protocol::ErrorCode::ProducerFenced);
+            assert!(matches!(
+                e,
+                ProduceError::ProducerFenced {
+                    producer_id: 7,
+                    epoch: 1,
+                    current_epoch: 2
+                }
+            ));
+        }
+        other => panic!("expected fenced, got {other:?}"),
+    }
+    match r.produce(3, pbatch(7, 2, 5, 1), Acks::All) {
+        Err(e @ ProduceError::OutOfOrderSequence { .. }) => {
+            assert_eq!(e.code(), floe_protocol::ErrorCode::OutOfOrderSequence);
+        }
+        other => panic!("expected out of order, got {other:?}"),
+    }
+    // A new epoch must start over at 0.
+    assert!(matches!(
+        r.produce(4, pbatch(7, 3, 1, 1), Acks::All),
+        Err(ProduceError::OutOfOrderSequence { expected: 0, .. })
+    ));
+    assert!(matches!(
+        r.produce(5, pbatch(7, 0, -1, 1), Acks::All),
+        Err(ProduceError::InvalidProducerFields { .. })
+    ));
+    assert_eq!(r.log_end(), end);
+    produce_now(&mut r, 6, pbatch(7, 3, 0, 1)).expect("new epoch");
+    assert_eq!(r.log_end(), end + 1);
+}
+
+#[test]
+fn a_reopened_replica_rebuilds_the_producer_state_from_the_log() {
+    let disk = FaultDir::new();
+    let mut r = leader(&disk);
+    let mut firsts = Vec::new();
+    for p in 0..3_i64 {
+        for s in 0..4 {
+            let got = produce_now(&mut r, (p * 10 + s) as u64, pbatch(p, 1, s as i32 * 2, 2))
+                .expect("produce");
+            if s == 0 {
+                firsts.push(got);
+            }
+        }
+    }
+    produce_now(&mut r, 99, batch("plain")).expect("plain");
+    let end = r.log_end();
+    drop(r); // a kill: no clean close
+    let cfg = ReplicaConfig::new(Config::new(NodeId(1)), small_log());
+    let mut r = Replica::open(
+        Arc::new(disk.crash(floe_storage::backend::CrashMode::KeepAll)),
+        cfg,
+        Membership::new([NodeId(1)], []),
+        0,
+    )
+    .expect("reopen");
+    assert_eq!(r.producers_known(), 3, "rebuilt at open");
+    for t in 0..100 {
+        if r.is_leader() {
+            break;
+        }
+        r.tick(t).expect("tick");
+        r.process().expect("process");
+    }
+    assert!(r.is_leader());
+    let end = r.log_end().max(end); // the new term's no-op
+    for (p, first) in firsts.iter().enumerate() {
+        let again = produce_now(&mut r, 1000 + p as u64, pbatch(p as i64, 1, 0, 2)).expect("retry");
+        assert!(again.duplicate);
+        assert_eq!(again.base_offset, first.base_offset);
+    }
+    assert_eq!(r.log_end(), end, "no retry appended");
+    // And the sequences continue where the log left them.
+    produce_now(&mut r, 2000, pbatch(0, 1, 8, 1)).expect("next");
+    assert!(matches!(
+        r.produce(2001, pbatch(1, 0, 8, 1), Acks::All),
+        Err(ProduceError::ProducerFenced { .. })
+    ));
+}
