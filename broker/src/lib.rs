@@ -14,13 +14,18 @@
 //!   scan that checks every batch's length and CRC and reports torn tails, damage and offset
 //!   gaps); [`certs`]: the cluster CA and node certificates (`floe cert init|issue`).
 //!
-//! Still to come (the broker issue): the controller group, the multi-raft node that hosts
-//! many partitions, the client service and `floe serve` / `floe dev` themselves.
+//! - [`node`]: a broker node hosting many partition replicas (one owner thread each), the
+//!   peer routing between them and the client service; topics come from a static table
+//!   until the controller is connected.
+//!
+//! Still to come (the broker issue): the controller group wired into the node, `floe dev`,
+//! metrics.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod certs;
 pub mod config;
 pub mod log_inspect;
+pub mod node;
 pub mod partition;
 pub mod peer;

@@ -1,0 +1,750 @@
+//! The client service: the client protocol answered from the partitions this node hosts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use floe_net::{Handler, IncomingRequest};
+use floe_protocol::batch::BatchHeader;
+use floe_protocol::client::*;
+use floe_protocol::{ErrorCode, FrameLimits};
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
+
+use super::worker::{Busy, Cmd, PartitionStatus};
+use super::{Shared, TopicSpec};
+use crate::partition::{self, FetchError, ProduceError};
+
+/// The apis this broker answers (each at the protocol's version range).
+const APIS: &[ApiKey] = &[
+    ApiKey::ApiVersions,
+    ApiKey::Metadata,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::ListTopics,
+    ApiKey::DescribeTopics,
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::Subscribe,
+    ApiKey::SubscribeCredit,
+    ApiKey::ListOffsets,
+    ApiKey::InitProducerId,
+    ApiKey::DescribeCluster,
+];
+
+/// Longest long-poll a fetch may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Longest a produce waits for its acknowledgement.
+const MAX_PRODUCE_WAIT: Duration = Duration::from_secs(60);
+/// A subscription re-checks its partitions at least this often (leadership moves).
+const SUBSCRIBE_RECHECK: Duration = Duration::from_millis(100);
+
+/// The floe-net [`Handler`] of the client protocol. See the module docs of [`super`].
+#[derive(Debug)]
+pub struct ClientService {
+    shared: Arc<Shared>,
+}
+
+impl Handler for ClientService {
+    async fn handle(&self, req: IncomingRequest) {
+        self.serve(req).await;
+    }
+}
+
+/// Where a partition request goes.
+enum Route<'a> {
+    /// This node leads it.
+    Leader(&'a super::Hosted, PartitionStatus),
+    /// Refused with this code (and leader hint).
+    Refused(ErrorCode, Option<u64>),
+}
+
+impl ClientService {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        ClientService { shared }
+    }
+
+    fn route(&self, topic: &str, partition: u32) -> Route<'_> {
+        let Some(t) = self.shared.topic(topic) else {
+            return Route::Refused(ErrorCode::UnknownTopicOrPartition, None);
+        };
+        let Some(replicas) = t.replicas.get(partition as usize) else {
+            return Route::Refused(ErrorCode::UnknownTopicOrPartition, None);
+        };
+        let Some(h) = self.shared.hosted(topic, partition) else {
+            // Not a replica here: the first replica is the best guess.
+            return Route::Refused(ErrorCode::NotLeader, replicas.first().copied());
+        };
+        let status = *h.handle.status.borrow();
+        if status.failed {
+            return Route::Refused(ErrorCode::StorageError, None);
+        }
+        if !status.is_leader {
+            return match status.leader {
+                Some(l) => Route::Refused(ErrorCode::NotLeader, Some(l)),
+                None => Route::Refused(ErrorCode::LeaderNotAvailable, None),
+            };
+        }
+        Route::Leader(h, status)
+    }
+
+    async fn serve(&self, req: IncomingRequest) {
+        let cid = req.header.correlation_id;
+        let request = match decode_client_frame(&req.frame, FrameLimits::default()) {
+            Ok((_, ClientFrame::Request(r), _)) => r,
+            _ => {
+                let _ = req.responder.respond_error(ErrorCode::InvalidRequest).await;
+                return;
+            }
+        };
+        let response = match request {
+            Request::ApiVersions(_) => Response::from(self.api_versions()),
+            Request::Metadata(r) => Response::from(self.metadata(r)),
+            Request::DescribeCluster(_) => Response::from(DescribeClusterResponse {
+                error: ErrorCode::None,
+                cluster_id: self.shared.cluster_id.clone(),
+                controller_id: None,
+                brokers: self.brokers(),
+            }),
+            Request::ListTopics(_) => Response::from(ListTopicsResponse {
+                error: ErrorCode::None,
+                topics: self
+                    .shared
+                    .topics
+                    .iter()
+                    .map(|t| TopicListing {
+                        name: t.name.clone(),
+                        partitions: t.replicas.len() as u32,
+                        replication_factor: t.replicas.first().map_or(0, |r| r.len() as u16),
+                        internal: false,
+                    })
+                    .collect(),
+            }),
+            Request::DescribeTopics(r) => Response::from(DescribeTopicsResponse {
+                topics: r
+                    .names
+                    .into_iter()
+                    .map(|name| match self.shared.topic(&name) {
+                        None => TopicDescription {
+                            error: ErrorCode::UnknownTopicOrPartition,
+                            name,
+                            internal: false,
+                            partitions: vec![],
+                            configs: vec![],
+                        },
+                        Some(t) => TopicDescription {
+                            error: ErrorCode::None,
+                            name,
+                            internal: false,
+                            partitions: self.partitions_of(t),
+                            configs: vec![],
+                        },
+                    })
+                    .collect(),
+            }),
+            Request::CreateTopics(r) => Response::from(CreateTopicsResponse {
+                results: r
+                    .topics
+                    .into_iter()
+                    .map(|t| self.static_table_refusal(t.name))
+                    .collect(),
+            }),
+            Request::DeleteTopics(r) => Response::from(DeleteTopicsResponse {
+                results: r
+                    .names
+                    .into_iter()
+                    .map(|name| self.static_table_refusal(name))
+                    .collect(),
+            }),
+            // Producer ids need the broker's producer dedupe and the controller's id blocks.
+            Request::InitProducerId(_) => Response::from(InitProducerIdResponse {
+                error: ErrorCode::UnsupportedVersion,
+                producer_id: -1,
+                producer_epoch: -1,
+            }),
+            Request::Produce(r) => Response::from(self.produce(r).await),
+            Request::Fetch(r) => Response::from(self.fetch(r).await),
+            Request::ListOffsets(r) => Response::from(self.list_offsets(r).await),
+            Request::Subscribe(r) => {
+                self.subscribe(r, req).await;
+                return;
+            }
+            _ => {
+                let _ = req
+                    .responder
+                    .respond_error(ErrorCode::UnsupportedVersion)
+                    .await;
+                return;
+            }
+        };
+        let _ = req
+            .responder
+            .respond(&mut response.encode_frame_chunks(cid))
+            .await;
+    }
+
+    fn static_table_refusal(&self, name: String) -> TopicResult {
+        let exists = self.shared.topic(&name).is_some();
+        TopicResult {
+            error: if exists {
+                ErrorCode::TopicAlreadyExists
+            } else {
+                ErrorCode::InvalidRequest
+            },
+            message: Some(
+                "topics come from the static topic table of `floe serve --topics` until the \
+                 controller is connected"
+                    .into(),
+            ),
+            name,
+        }
+    }
+
+    fn api_versions(&self) -> ApiVersionsResponse {
+        ApiVersionsResponse {
+            error: ErrorCode::None,
+            cluster_id: self.shared.cluster_id.clone(),
+            node_id: self.shared.node_id,
+            apis: APIS
+                .iter()
+                .map(|k| {
+                    let (min_version, max_version) = k.versions();
+                    ApiVersionRange {
+                        api_key: *k as u16,
+                        min_version,
+                        max_version,
+                    }
+                })
+                .collect(),
+            max_frame_len: floe_protocol::frame::DEFAULT_MAX_FRAME_LEN,
+            max_batch_len: self.shared.max_batch_bytes,
+        }
+    }
+
+    fn brokers(&self) -> Vec<BrokerInfo> {
+        self.shared
+            .brokers
+            .iter()
+            .map(|b| BrokerInfo {
+                node_id: b.id,
+                host: b.client_addr.ip().to_string(),
+                port: b.client_addr.port(),
+                rack: None,
+            })
+            .collect()
+    }
+
+    fn partitions_of(&self, t: &TopicSpec) -> Vec<PartitionMetadata> {
+        t.replicas
+            .iter()
+            .enumerate()
+            .map(|(p, replicas)| {
+                let p = p as u32;
+                let status = self
+                    .shared
+                    .hosted(&t.name, p)
+                    .map(|h| *h.handle.status.borrow());
+                let (error, leader, term) = match status {
+                    Some(s) if s.leader.is_some() => (ErrorCode::None, s.leader, s.term),
+                    Some(s) => (ErrorCode::LeaderNotAvailable, None, s.term),
+                    // Not hosted here: this node cannot tell who leads.
+                    None => (ErrorCode::LeaderNotAvailable, None, 0),
+                };
+                PartitionMetadata {
+                    error,
+                    partition: p,
+                    leader,
+                    leader_term: term,
+                    replicas: replicas.clone(),
+                    in_sync: replicas.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn metadata(&self, r: MetadataRequest) -> MetadataResponse {
+        let names: Vec<String> = r
+            .topics
+            .unwrap_or_else(|| self.shared.topics.iter().map(|t| t.name.clone()).collect());
+        let topics = names
+            .into_iter()
+            .map(|name| match self.shared.topic(&name) {
+                None => TopicMetadata {
+                    error: ErrorCode::UnknownTopicOrPartition,
+                    name,
+                    internal: false,
+                    partitions: vec![],
+                },
+                Some(t) => TopicMetadata {
+                    error: ErrorCode::None,
+                    name,
+                    internal: false,
+                    partitions: self.partitions_of(t),
+                },
+            })
+            .collect();
+        MetadataResponse {
+            brokers: self.brokers(),
+            cluster_id: self.shared.cluster_id.clone(),
+            controller_id: None,
+            topics,
+        }
+    }
+
+    async fn produce(&self, r: ProduceRequest) -> ProduceResponse {
+        let acks = match r.acks {
+            Acks::All => partition::Acks::All,
+            // `None` is answered like `Leader`: after the local durable append.
+            Acks::Leader | Acks::None => partition::Acks::Leader,
+        };
+        let wait = Duration::from_millis(u64::from(r.timeout_ms)).min(MAX_PRODUCE_WAIT);
+        let deadline = Instant::now() + wait;
+        // Phase 1: queue every batch of every partition, so partitions proceed together.
+        type Waits = Vec<oneshot::Receiver<Result<partition::Produced, ProduceError>>>;
+        let mut queued: Vec<(String, Vec<(ProducePartitionResult, Waits)>)> = Vec::new();
+        for t in r.topics {
+            let mut parts = Vec::new();
+            for pp in t.partitions {
+                let mut result = ProducePartitionResult {
+                    partition: pp.partition,
+                    error: ErrorCode::None,
+                    base_offset: 0,
+                    log_start_offset: 0,
+                    current_leader: None,
+                    message: None,
+                };
+                let mut waits = Vec::new();
+                match self.route(&t.name, pp.partition) {
+                    Route::Refused(code, leader) => {
+                        result.error = code;
+                        result.current_leader = leader;
+                    }
+                    Route::Leader(h, status) => {
+                        result.log_start_offset = status.log_start;
+                        match split_batches(pp.batches) {
+                            None => result.error = ErrorCode::CorruptBatch,
+                            Some(batches) => {
+                                for batch in batches {
+                                    let (tx, rx) = oneshot::channel();
+                                    let cmd = Cmd::Produce {
+                                        batch,
+                                        acks,
+                                        reply: tx,
+                                    };
+                                    if let Err(busy) = h.handle.send(cmd) {
+                                        result.error = match busy {
+                                            Busy::Full => ErrorCode::RequestTimedOut,
+                                            Busy::Gone => ErrorCode::LeaderNotAvailable,
+                                        };
+                                        break;
+                                    }
+                                    waits.push(rx);
+                                }
+                            }
+                        }
+                    }
+                }
+                parts.push((result, waits));
+            }
+            queued.push((t.name, parts));
+        }
+        // Phase 2: collect the answers.
+        let mut topics = Vec::new();
+        for (name, parts) in queued {
+            let mut results = Vec::new();
+            for (mut result, waits) in parts {
+                for (i, rx) in waits.into_iter().enumerate() {
+                    let answer = tokio::time::timeout_at(deadline, rx).await;
+                    if result.error != ErrorCode::None {
+                        continue;
+                    }
+                    match answer {
+                        Err(_) => result.error = ErrorCode::RequestTimedOut,
+                        Ok(Err(_)) => {
+                            let leader =
+                                self.shared.hosted(&name, result.partition).and_then(|h| {
+                                    let s = *h.handle.status.borrow();
+                                    s.leader.filter(|_| !s.is_leader)
+                                });
+                            result.error = ErrorCode::NotLeader;
+                            result.current_leader = leader;
+                        }
+                        Ok(Ok(Ok(p))) => {
+                            if i == 0 {
+                                result.base_offset = p.base_offset;
+                            }
+                        }
+                        Ok(Ok(Err(e))) => {
+                            result.error = e.code();
+                            result.current_leader = leader_hint(&e);
+                            result.message = Some(e.to_string());
+                        }
+                    }
+                }
+                results.push(result);
+            }
+            topics.push(ProduceTopicResult {
+                name,
+                partitions: results,
+            });
+        }
+        ProduceResponse { topics }
+    }
+
+    /// Reads committed batches of one partition; `Err` is the partition's error result.
+    async fn read(
+        &self,
+        h: &super::Hosted,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Option<floe_storage::ReadBatches>, ErrorCode> {
+        let (tx, rx) = oneshot::channel();
+        let cmd = Cmd::Read {
+            offset,
+            max_bytes,
+            reply: tx,
+        };
+        h.handle.send(cmd).map_err(|b| match b {
+            Busy::Full => ErrorCode::RequestTimedOut,
+            Busy::Gone => ErrorCode::LeaderNotAvailable,
+        })?;
+        match rx.await {
+            Err(_) => Err(ErrorCode::LeaderNotAvailable),
+            Ok(Ok(rb)) if rb.bytes.is_empty() => Ok(None),
+            Ok(Ok(rb)) => Ok(Some(rb)),
+            Ok(Err(FetchError::OffsetOutOfRange { .. })) => Err(ErrorCode::OffsetOutOfRange),
+            Ok(Err(_)) => Err(ErrorCode::StorageError),
+        }
+    }
+
+    async fn fetch(&self, r: FetchRequest) -> FetchResponse {
+        let wait = Duration::from_millis(u64::from(r.max_wait_ms)).min(MAX_WAIT);
+        let deadline = Instant::now() + wait;
+        let min_bytes = r.min_bytes.max(1) as usize;
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let mut budget = r.max_bytes as usize;
+            let mut total = 0usize;
+            let mut topics = Vec::new();
+            for t in &r.topics {
+                let mut parts = Vec::new();
+                for fp in &t.partitions {
+                    let mut res = FetchPartitionResult {
+                        partition: fp.partition,
+                        error: ErrorCode::None,
+                        high_watermark: 0,
+                        log_start_offset: 0,
+                        current_leader: None,
+                        batches: Bytes::new(),
+                    };
+                    match self.route(&t.name, fp.partition) {
+                        Route::Refused(code, leader) => {
+                            res.error = code;
+                            res.current_leader = leader;
+                        }
+                        Route::Leader(h, status) => {
+                            res.high_watermark = status.high_watermark;
+                            res.log_start_offset = status.log_start;
+                            let max = (fp.max_bytes as usize).min(budget);
+                            if fp.fetch_offset < status.high_watermark && max > 0 {
+                                match self.read(h, fp.fetch_offset, max).await {
+                                    Ok(Some(rb)) => {
+                                        budget = budget.saturating_sub(rb.bytes.len());
+                                        total += rb.bytes.len();
+                                        res.batches = rb.bytes;
+                                    }
+                                    Ok(None) => {}
+                                    Err(code) => res.error = code,
+                                }
+                            } else if fp.fetch_offset > status.high_watermark
+                                || fp.fetch_offset < status.log_start
+                            {
+                                res.error = ErrorCode::OffsetOutOfRange;
+                            }
+                        }
+                    }
+                    if res.error != ErrorCode::None {
+                        // An error is news: answer now.
+                        total = total.max(min_bytes);
+                    }
+                    parts.push(res);
+                }
+                topics.push(FetchTopicResult {
+                    name: t.name.clone(),
+                    partitions: parts,
+                });
+            }
+            if total >= min_bytes || Instant::now() >= deadline {
+                return FetchResponse { topics };
+            }
+            let _ = tokio::time::timeout_at(deadline, changed).await;
+        }
+    }
+
+    async fn list_offsets(&self, r: ListOffsetsRequest) -> ListOffsetsResponse {
+        let mut topics = Vec::new();
+        for t in r.topics {
+            let mut parts = Vec::new();
+            for lp in &t.partitions {
+                let mut res = ListOffsetsPartitionResult {
+                    partition: lp.partition,
+                    error: ErrorCode::None,
+                    offset: 0,
+                    timestamp: -1,
+                    current_leader: None,
+                };
+                match self.route(&t.name, lp.partition) {
+                    Route::Refused(code, leader) => {
+                        res.error = code;
+                        res.current_leader = leader;
+                    }
+                    Route::Leader(h, status) => match lp.spec {
+                        OffsetSpec::Earliest => res.offset = status.log_start,
+                        OffsetSpec::Latest => res.offset = status.high_watermark,
+                        OffsetSpec::Timestamp(ts) => {
+                            let (tx, rx) = oneshot::channel();
+                            if h.handle.send(Cmd::LookupTime { ts, reply: tx }).is_err() {
+                                res.error = ErrorCode::LeaderNotAvailable;
+                            } else {
+                                match rx.await {
+                                    Err(_) => res.error = ErrorCode::LeaderNotAvailable,
+                                    // No record that late: the high watermark (Kafka's answer
+                                    // is "latest").
+                                    Ok(None) => res.offset = status.high_watermark,
+                                    // The batch holding the first record at or after `ts`
+                                    // (the time index is per batch).
+                                    Ok(Some((offset, max_ts))) => {
+                                        res.offset = offset;
+                                        res.timestamp = max_ts;
+                                    }
+                                }
+                            }
+                        }
+                    },
+                }
+                parts.push(res);
+            }
+            topics.push(ListOffsetsTopicResult {
+                name: t.name,
+                partitions: parts,
+            });
+        }
+        ListOffsetsResponse { topics }
+    }
+
+    async fn subscribe(&self, r: SubscribeRequest, req: IncomingRequest) {
+        let cid = req.header.correlation_id;
+        let mut responder = req.responder;
+        let mut reader = req.reader;
+        // (topic, partition, next offset, max bytes, active)
+        let mut subs: Vec<(String, u32, u64, u32, bool)> = Vec::new();
+        let mut status = Vec::new();
+        for t in &r.topics {
+            let mut parts = Vec::new();
+            for fp in &t.partitions {
+                let mut st = SubscribePartitionStatus {
+                    partition: fp.partition,
+                    error: ErrorCode::None,
+                    high_watermark: 0,
+                    log_start_offset: 0,
+                    current_leader: None,
+                };
+                match self.route(&t.name, fp.partition) {
+                    Route::Refused(code, leader) => {
+                        st.error = code;
+                        st.current_leader = leader;
+                    }
+                    Route::Leader(_, s) => {
+                        st.high_watermark = s.high_watermark;
+                        st.log_start_offset = s.log_start;
+                        if fp.fetch_offset > s.high_watermark || fp.fetch_offset < s.log_start {
+                            st.error = ErrorCode::OffsetOutOfRange;
+                        } else {
+                            subs.push((
+                                t.name.clone(),
+                                fp.partition,
+                                fp.fetch_offset,
+                                fp.max_bytes.max(1),
+                                true,
+                            ));
+                        }
+                    }
+                }
+                parts.push(st);
+            }
+            status.push(SubscribeTopicStatus {
+                name: t.name.clone(),
+                partitions: parts,
+            });
+        }
+        let response = Response::from(SubscribeResponse { topics: status });
+        if responder
+            .send(&mut response.encode_frame_chunks(cid))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // Byte credit (0 = unlimited), topped up by SubscribeCredit frames on the stream.
+        let credit = Arc::new(AtomicU64::new(if r.initial_credit == 0 {
+            u64::MAX
+        } else {
+            r.initial_credit
+        }));
+        let credit_changed = Arc::new(Notify::new());
+        let closed = Arc::new(AtomicBool::new(false));
+        let credit_task = {
+            let (credit, changed, closed) =
+                (credit.clone(), credit_changed.clone(), closed.clone());
+            tokio::spawn(async move {
+                while let Ok(Some(frame)) = reader.read_frame().await {
+                    if let Ok((_, ClientFrame::Request(Request::SubscribeCredit(c)), _)) =
+                        decode_client_frame(&frame, FrameLimits::default())
+                    {
+                        let _ = credit.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                            Some(v.saturating_add(c.bytes))
+                        });
+                        changed.notify_waiters();
+                    }
+                }
+                closed.store(true, Ordering::Release);
+                changed.notify_waiters();
+            })
+        };
+        loop {
+            let changed = self.shared.changed.notified();
+            let credit_wait = credit_changed.notified();
+            tokio::pin!(changed, credit_wait);
+            changed.as_mut().enable();
+            credit_wait.as_mut().enable();
+            if closed.load(Ordering::Acquire) || !subs.iter().any(|s| s.4) {
+                break;
+            }
+            let mut events = Vec::new();
+            let mut sent = 0u64;
+            for sub in subs.iter_mut().filter(|s| s.4) {
+                let available = credit.load(Ordering::Acquire).saturating_sub(sent);
+                let route = self.route(&sub.0, sub.1);
+                let (h, st) = match route {
+                    Route::Leader(h, st) => (h, st),
+                    Route::Refused(code, leader) => {
+                        // Leadership moved: reported once, then no longer pushed.
+                        sub.4 = false;
+                        events.push(event(&sub.0, sub.1, code, leader, 0, 0, Bytes::new()));
+                        continue;
+                    }
+                };
+                if sub.2 >= st.high_watermark || available == 0 {
+                    continue;
+                }
+                let max = (sub.3 as u64).min(available) as usize;
+                match self.read(h, sub.2, max).await {
+                    Ok(Some(rb)) => {
+                        sub.2 = rb.next_offset;
+                        sent += rb.bytes.len() as u64;
+                        events.push(event(
+                            &sub.0,
+                            sub.1,
+                            ErrorCode::None,
+                            None,
+                            st.high_watermark,
+                            st.log_start,
+                            rb.bytes,
+                        ));
+                    }
+                    Ok(None) => {}
+                    Err(code) => {
+                        sub.4 = false;
+                        events.push(event(
+                            &sub.0,
+                            sub.1,
+                            code,
+                            None,
+                            st.high_watermark,
+                            st.log_start,
+                            Bytes::new(),
+                        ));
+                    }
+                }
+            }
+            if sent > 0 {
+                let _ = credit.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                    Some(v.saturating_sub(sent))
+                });
+            }
+            if !events.is_empty() {
+                let push = Push::from(SubscribeEvent { topics: events });
+                // QUIC flow control paces this send: a slow reader stalls it.
+                if responder
+                    .send(&mut push.encode_frame_chunks(cid))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = credit_wait => {}
+                _ = tokio::time::sleep(SUBSCRIBE_RECHECK) => {}
+            }
+        }
+        credit_task.abort();
+        let _ = responder.finish();
+    }
+}
+
+/// One partition's news on a subscription.
+fn event(
+    topic: &str,
+    partition: u32,
+    error: ErrorCode,
+    current_leader: Option<u64>,
+    high_watermark: u64,
+    log_start_offset: u64,
+    batches: Bytes,
+) -> FetchTopicResult {
+    FetchTopicResult {
+        name: topic.to_owned(),
+        partitions: vec![FetchPartitionResult {
+            partition,
+            error,
+            high_watermark,
+            log_start_offset,
+            current_leader,
+            batches,
+        }],
+    }
+}
+
+fn leader_hint(e: &ProduceError) -> Option<u64> {
+    match e {
+        ProduceError::NotLeader { leader } | ProduceError::Overwritten { leader } => {
+            leader.map(|n| n.0)
+        }
+        _ => None,
+    }
+}
+
+/// Splits a produce request's partition payload into its batches (by each header's
+/// `batch_len`; the replica validates each one). `None`: a header is unreadable or a length
+/// runs past the end.
+fn split_batches(mut rest: Bytes) -> Option<Vec<Bytes>> {
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let h = BatchHeader::parse(&rest).ok()?;
+        let len = h.batch_len as usize;
+        if len == 0 || len > rest.len() {
+            return None;
+        }
+        out.push(rest.split_to(len));
+    }
+    if out.is_empty() {
+        return None;
+    }
+    Some(out)
+}
