@@ -1113,3 +1113,47 @@ fn a_restarted_group_rebuilds_the_producer_state_and_still_dedupes() {
         assert_eq!(err.code(), ErrorCode::OutOfOrderSequence, "seed {seed}");
     }
 }
+
+/// A batch that only a deposed leader appended is cut from its log when it rejoins, and its
+/// producer state rolls back with it: the client's retry (answered by the new leader at a new
+/// offset) is what later leaders, the old one included, dedupe against.
+#[test]
+fn a_batch_cut_from_a_deposed_leaders_log_is_not_remembered() {
+    let mut old_leader_led_again = 0;
+    for seed in 51..59 {
+        let mut c = Cluster::in_memory(seed);
+        let old = c.elect();
+        c.converge();
+        let b = producer_batch(6, 0, &["orphan"]);
+        c.send_to(old, b.clone());
+        c.replica(old).process().expect("process");
+        while c.replica(old).poll_message().is_some() {} // never reaches the followers
+        // Cut off from the others (not restarted: it keeps its in-memory state).
+        let isolated = c.node(old).replica.take();
+        let new = c.elect();
+        let t = c.send_to(new, b.clone());
+        let first = c.answer(t);
+        assert!(!first.duplicate, "seed {seed}: the new leader never had it");
+        c.node(old).replica = isolated;
+        c.converge();
+        // Another leader: the old one or the third replica.
+        c.kill_with(new, CrashMode::KeepAll);
+        let next = c.elect();
+        if next == old {
+            old_leader_led_again += 1;
+        }
+        let t = c.send_to(next, b);
+        let again = c.answer(t);
+        assert!(again.duplicate, "seed {seed}");
+        assert_eq!(again.base_offset, first.base_offset, "seed {seed}");
+        let t = c.send_to(next, producer_batch(6, 1, &["orphan-next"]));
+        assert!(!c.answer(t).duplicate, "seed {seed}");
+        c.start(new);
+        c.converge();
+        assert_eq!(c.copies("orphan"), 1, "seed {seed}");
+    }
+    assert!(
+        old_leader_led_again > 0,
+        "some seed must test the old leader"
+    );
+}
