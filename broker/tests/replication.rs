@@ -1125,9 +1125,11 @@ fn a_batch_cut_from_a_deposed_leaders_log_is_not_remembered() {
         let old = c.elect();
         c.converge();
         let b = producer_batch(6, 0, &["orphan"]);
-        c.send_to(old, b.clone());
+        let lost = c.send_to(old, b.clone());
         c.replica(old).process().expect("process");
         while c.replica(old).poll_message().is_some() {} // never reaches the followers
+        // A retry while the original is in flight waits for it (and shares its fate).
+        let lost_retry = c.send_to(old, b.clone());
         // Cut off from the others (not restarted: it keeps its in-memory state).
         let isolated = c.node(old).replica.take();
         let new = c.elect();
@@ -1136,6 +1138,14 @@ fn a_batch_cut_from_a_deposed_leaders_log_is_not_remembered() {
         assert!(!first.duplicate, "seed {seed}: the new leader never had it");
         c.node(old).replica = isolated;
         c.converge();
+        for t in [lost, lost_retry] {
+            match &c.acks[&t] {
+                Err(e @ ProduceError::Overwritten { .. }) => {
+                    assert_eq!(e.code(), ErrorCode::NotLeader, "seed {seed}: retryable");
+                }
+                other => panic!("seed {seed}: token {t}: {other:?}"),
+            }
+        }
         // Another leader: the old one or the third replica.
         c.kill_with(new, CrashMode::KeepAll);
         let next = c.elect();

@@ -7,6 +7,10 @@
 //!   answers out), persisting in the order the Raft core demands and answering `acks=all` at
 //!   commit and `acks=leader` at the local durable append. Consumers read below the high
 //!   watermark only.
+//! - Idempotent producers: per producer id, the epoch and the last [`PRODUCER_WINDOW`]
+//!   batches' sequences and offsets, folded from the committed batch headers on every replica
+//!   (rebuilt by a header scan at open); the leader answers a retried batch with its original
+//!   offsets ([`Produced::duplicate`]) and refuses gaps and fenced epochs with typed errors.
 //!
 //! ```
 //! use std::sync::Arc;
