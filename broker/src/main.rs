@@ -28,6 +28,47 @@ enum Command {
     /// The cluster CA and node certificates (TLS is always on).
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Run a broker node until SIGINT or SIGTERM.
+    Serve(ServeFlags),
+}
+
+/// `floe serve` flags; each is also a `FLOE_*` variable and a key of the `--config` file.
+#[derive(Debug, clap::Args)]
+struct ServeFlags {
+    /// TOML file with any of the settings below (kebab-case keys).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// This node's id (> 0).
+    #[arg(long, value_name = "N")]
+    node_id: Option<String>,
+    /// Where partition logs live.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Client QUIC listener (default 127.0.0.1:7400).
+    #[arg(long, value_name = "IP:PORT")]
+    client_addr: Option<String>,
+    /// Peer QUIC listener (default 127.0.0.1:7401).
+    #[arg(long, value_name = "IP:PORT")]
+    peer_addr: Option<String>,
+    /// Metrics listener (default 127.0.0.1:7402; not served yet).
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_addr: Option<String>,
+    /// The cluster's nodes: ID@HOST:PORT,... (peer addresses).
+    #[arg(long, value_name = "ID@HOST:PORT,...")]
+    voters: Option<String>,
+    /// This node's certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// The cluster CA certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// The static topic table (TOML `[[topic]]` and `[[broker]]` entries; also FLOE_TOPICS)
+    /// until the controller is connected.
+    #[arg(long, value_name = "FILE")]
+    topics: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,14 +141,83 @@ fn main() -> ExitCode {
             ips,
             dns,
         }) => cert_issue(&ca, &name, &out, ips, &dns),
+        Command::Serve(flags) => serve(flags),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("floe: {e:#}");
+            // One line, whatever the error (TOML errors span several).
+            let reason = format!("{e:#}");
+            let reason: Vec<&str> = reason.split_whitespace().collect();
+            eprintln!("floe: {}", reason.join(" "));
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve(flags: ServeFlags) -> anyhow::Result<ExitCode> {
+    use floe_broker::config::{ServeArgs, ServeConfig};
+    use floe_broker::node::{Node, NodeConfig, StaticTable};
+    use floe_net::{CaCerts, Endpoint, EndpointOptions, Identity};
+
+    let args = ServeArgs {
+        config: flags.config,
+        node_id: flags.node_id,
+        data_dir: flags.data_dir,
+        client_addr: flags.client_addr,
+        peer_addr: flags.peer_addr,
+        metrics_addr: flags.metrics_addr,
+        voters: flags.voters,
+        tls_cert: flags.tls_cert,
+        tls_key: flags.tls_key,
+        ca_cert: flags.ca_cert,
+    };
+    let config = ServeConfig::load(&args, |k| std::env::var(k).ok())?;
+    let topics_file = flags
+        .topics
+        .or_else(|| std::env::var_os("FLOE_TOPICS").map(PathBuf::from));
+    let table = match &topics_file {
+        Some(path) => StaticTable::read(path)?,
+        None => StaticTable::default(),
+    };
+    let (brokers, topics) = table.resolve(&config)?;
+    let identity = Identity::from_pem_files(&config.tls_cert, &config.tls_key)
+        .context("--tls-cert/--tls-key")?;
+    let ca = CaCerts::from_pem_file(&config.ca_cert).context("--ca-cert")?;
+    let mut node_config = NodeConfig::new(config.node_id, config.data_dir.clone(), brokers);
+    node_config.topics = topics;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("floe-rt")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let options = EndpointOptions::default();
+        let client = Endpoint::client_listener(config.client_addr, &identity, &options)
+            .with_context(|| format!("--client-addr {}", config.client_addr))?;
+        let peer = Endpoint::peer(config.peer_addr, &identity, &ca, &options)
+            .with_context(|| format!("--peer-addr {}", config.peer_addr))?;
+        let node = Node::start(node_config, client, peer).await?;
+        println!(
+            "floe: node {} serving clients on {} and peers on {} (metrics not served yet)",
+            config.node_id, config.client_addr, config.peer_addr
+        );
+        wait_for_signal().await?;
+        eprintln!("floe: stopping: closing listeners and replicas");
+        node.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
 
 fn cert_init(out: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -30,6 +30,7 @@
 //! allocates from the controller's producer-id blocks.
 
 mod service;
+mod table;
 mod worker;
 
 use std::collections::HashMap;
@@ -51,6 +52,7 @@ use crate::peer::{GroupMessage, PeerAddress, PeerTransport, TransportOptions};
 use worker::{Cmd, PartitionHandle, WorkerOptions};
 
 pub use service::ClientService;
+pub use table::{StaticBroker, StaticTable, StaticTopic, TableError};
 
 /// One broker of the static cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
