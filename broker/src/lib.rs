@@ -25,6 +25,7 @@
 
 pub mod certs;
 pub mod config;
+pub mod controller;
 pub mod log_inspect;
 pub mod node;
 pub mod partition;
