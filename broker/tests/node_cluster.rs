@@ -3,9 +3,9 @@
 //! consume everything back exactly; then stop the leader of a partition, keep producing
 //! (the client follows `NotLeader` to the new leader) and consume everything acknowledged.
 //!
-//! The broker has no producer dedupe yet, so the producer runs without idempotence and the
-//! second phase asserts "nothing acknowledged lost, acknowledged order kept": a batch retried
-//! after a lost answer may appear twice.
+//! The producer is idempotent (the partitions dedupe retried batches by producer id and
+//! sequence), so the second phase asserts exactly once: every acknowledged record at its
+//! acknowledged offset, no record twice, order kept.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -126,7 +126,7 @@ impl Cluster {
 async fn producer(client: &Client) -> Producer {
     let build = Producer::builder(client)
         .acks(Acks::All)
-        .idempotence(false)
+        .idempotence(true)
         .linger(Duration::from_millis(2))
         .retries(u32::MAX, Duration::from_millis(20))
         .delivery_timeout(Duration::from_secs(8))
@@ -231,7 +231,8 @@ async fn three_nodes_serve_produce_and_consume_and_survive_a_leader_stop() {
     let new = cluster.leader(0).await;
     assert_ne!(new, old);
     let n2: usize = acked2.values().map(Vec::len).sum();
-    assert!(n2 > 0, "nothing acknowledged after the leader stopped");
+    // Idempotent retries within the delivery timeout: every record is acknowledged.
+    assert_eq!(n2, 400, "records not acknowledged after the leader stopped");
 
     // Every acknowledged record is there, at its acknowledged offset, in order.
     let want: BTreeMap<u32, Vec<(u64, String)>> = [0, 1]
@@ -267,6 +268,13 @@ async fn three_nodes_serve_produce_and_consume_and_survive_a_leader_stop() {
         assert!(
             offsets.windows(2).all(|w| w[0] < w[1]),
             "partition {p}: consumed out of order"
+        );
+        // Exactly once: no value twice (every value sent is distinct).
+        let values: BTreeSet<&String> = got[p].iter().map(|r| &r.1).collect();
+        assert_eq!(
+            values.len(),
+            got[p].len(),
+            "partition {p}: a record appears twice"
         );
     }
     timeout(WAIT, producer.close())

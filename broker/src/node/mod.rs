@@ -19,7 +19,8 @@
 //! comes from its configuration (`floe serve --topics FILE`) and must be the same on every
 //! node; each partition's replicas are listed explicitly or placed deterministically
 //! ([`TopicSpec::placed`]). Group ids are derived from the table ([`group_id`]). CreateTopics and
-//! DeleteTopics answer `InvalidRequest` with a message saying so.
+//! DeleteTopics answer `InvalidRequest` with a message saying so. `InitProducerId` hands out
+//! ids unique per node (node id in the top bits); the partitions dedupe retried batches.
 //!
 //! **Where the controller plugs in.** The Raft-replicated controller (`crate::controller`)
 //! replaces the static table: the node subscribes to the controller state machine's topic and
@@ -37,6 +38,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -218,6 +220,8 @@ pub(crate) struct Shared {
     pub(crate) groups: HashMap<u64, (String, u32)>,
     /// Notified by every owner whenever its status (high watermark, role) changes.
     pub(crate) changed: Arc<Notify>,
+    /// The next producer id's low bits (see `ClientService::init_producer_id`).
+    pub(crate) next_producer_id: AtomicU64,
 }
 
 impl Shared {
@@ -227,6 +231,20 @@ impl Shared {
 
     pub(crate) fn hosted(&self, topic: &str, partition: u32) -> Option<&Hosted> {
         self.hosted.get(&(topic.to_owned(), partition))
+    }
+
+    /// A producer id unique to this node: node id in bits 44..59, a counter below (`None`
+    /// when the node id does not fit 15 bits or the counter ran out).
+    pub(crate) fn allocate_producer_id(&self) -> Option<i64> {
+        const LOW_BITS: u32 = 44;
+        if self.node_id >= 1 << 15 {
+            return None;
+        }
+        let low = self.next_producer_id.fetch_add(1, Ordering::Relaxed);
+        if low >= 1 << LOW_BITS {
+            return None;
+        }
+        i64::try_from((self.node_id << LOW_BITS) | low).ok()
     }
 }
 
@@ -374,6 +392,7 @@ impl Node {
             hosted,
             groups,
             changed,
+            next_producer_id: AtomicU64::new(now_ms),
         });
         let mut tasks = JoinSet::new();
         let router = shared.clone();

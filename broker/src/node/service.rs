@@ -157,12 +157,7 @@ impl ClientService {
                     .map(|name| self.static_table_refusal(name))
                     .collect(),
             }),
-            // Producer ids need the broker's producer dedupe and the controller's id blocks.
-            Request::InitProducerId(_) => Response::from(InitProducerIdResponse {
-                error: ErrorCode::UnsupportedVersion,
-                producer_id: -1,
-                producer_epoch: -1,
-            }),
+            Request::InitProducerId(r) => Response::from(self.init_producer_id(r)),
             Request::Produce(r) => Response::from(self.produce(r).await),
             Request::Fetch(r) => Response::from(self.fetch(r).await),
             Request::ListOffsets(r) => Response::from(self.list_offsets(r).await),
@@ -182,6 +177,33 @@ impl ClientService {
             .responder
             .respond(&mut response.encode_frame_chunks(cid))
             .await;
+    }
+
+    /// Allocates a producer id, or bumps the epoch of `r.producer_id`. Without the controller
+    /// (whose producer-id blocks will replace this), ids are unique by construction: the
+    /// node id in the top bits and, below, a counter that starts at the node's start time in
+    /// milliseconds, so a restarted node does not hand out an id again unless it allocated
+    /// more than one id per millisecond of its previous uptime on average.
+    fn init_producer_id(&self, r: InitProducerIdRequest) -> InitProducerIdResponse {
+        if r.producer_id >= 0 && r.producer_epoch >= 0 && r.producer_epoch < i16::MAX {
+            return InitProducerIdResponse {
+                error: ErrorCode::None,
+                producer_id: r.producer_id,
+                producer_epoch: r.producer_epoch + 1,
+            };
+        }
+        match self.shared.allocate_producer_id() {
+            Some(producer_id) => InitProducerIdResponse {
+                error: ErrorCode::None,
+                producer_id,
+                producer_epoch: 0,
+            },
+            None => InitProducerIdResponse {
+                error: ErrorCode::UnknownProducerId,
+                producer_id: -1,
+                producer_epoch: -1,
+            },
+        }
     }
 
     fn static_table_refusal(&self, name: String) -> TopicResult {

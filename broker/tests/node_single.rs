@@ -1,0 +1,283 @@
+//! One node, raw client-protocol calls over loopback QUIC: each api's answers, and typed
+//! errors for bad input (unknown topics and partitions, corrupt batches, out-of-range
+//! offsets, static-table admin), with the node staying up.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use floe_broker::certs::{self, IssueRequest};
+use floe_broker::node::{BrokerSpec, Node, NodeConfig, TopicSpec};
+use floe_broker::peer::PeerAddress;
+use floe_net::quinn::Connection;
+use floe_net::{CaCerts, Endpoint, EndpointOptions, Identity};
+use floe_protocol::ErrorCode;
+use floe_protocol::batch::{BatchBuilder, CompressionCodec};
+use floe_protocol::client::*;
+use tokio::time::timeout;
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const WAIT: Duration = Duration::from_secs(10);
+
+struct One {
+    _dir: tempfile::TempDir,
+    node: Node,
+    conn: Connection,
+    _client: Endpoint,
+}
+
+async fn start() -> One {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = dir.path().join("certs");
+    certs::init_ca(&c).expect("ca");
+    let req = IssueRequest::new("node-1").expect("name").ip(LOCAL);
+    certs::issue(&c, &req, &c).expect("issue");
+    let me = Identity::from_pem_files(c.join("node-1.pem"), c.join("node-1.key")).expect("id");
+    let ca = CaCerts::from_pem_file(c.join("ca.pem")).expect("ca");
+    let any = SocketAddr::new(LOCAL, 0);
+    let opts = EndpointOptions::loopback();
+    let client_ep = Endpoint::client_listener(any, &me, &opts).expect("listener");
+    let peer_ep = Endpoint::peer(any, &me, &ca, &opts).expect("peer");
+    let broker = BrokerSpec {
+        id: 1,
+        client_addr: client_ep.local_addr().expect("addr"),
+        peer: PeerAddress {
+            addr: peer_ep.local_addr().expect("addr"),
+            server_name: LOCAL.to_string(),
+        },
+    };
+    let mut cfg = NodeConfig::new(1, dir.path().join("data"), vec![broker.clone()]);
+    cfg.topics = vec![TopicSpec::placed("t", 2, 1, &[1]).expect("placed")];
+    let node = Node::start(cfg, client_ep, peer_ep).await.expect("start");
+    let wait = async {
+        while (0..2).any(|p| node.leader_of("t", p) != Some(1)) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    timeout(WAIT, wait).await.expect("leader elected");
+    let client = Endpoint::client(any, &ca, &opts).expect("client endpoint");
+    let conn = timeout(WAIT, client.connect(broker.client_addr, "127.0.0.1"))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    One {
+        _dir: dir,
+        node,
+        conn,
+        _client: client,
+    }
+}
+
+async fn call(conn: &Connection, req: impl Into<Request>) -> Response {
+    let req = req.into();
+    timeout(
+        WAIT,
+        floe_net::call_client(conn, &req, 7, Default::default()),
+    )
+    .await
+    .expect("answer in time")
+    .expect("answer")
+}
+
+fn batch(values: &[&str], ts: i64) -> Bytes {
+    let mut b = BatchBuilder::new(CompressionCodec::None);
+    for v in values {
+        b.append(ts, None, Some(v.as_bytes()), &[]).expect("append");
+    }
+    b.finish().expect("finish")
+}
+
+fn produce(topic: &str, partition: u32, batches: Bytes) -> ProduceRequest {
+    ProduceRequest {
+        acks: Acks::All,
+        timeout_ms: 5000,
+        topics: vec![ProduceTopic {
+            name: topic.into(),
+            partitions: vec![ProducePartition { partition, batches }],
+        }],
+    }
+}
+
+fn produce_result(r: Response) -> ProducePartitionResult {
+    let Response::Produce(r) = r else {
+        panic!("not a produce response: {r:?}")
+    };
+    r.topics[0].partitions[0].clone()
+}
+
+fn fetch(topic: &str, partition: u32, offset: u64, wait_ms: u32) -> FetchRequest {
+    FetchRequest {
+        max_wait_ms: wait_ms,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        topics: vec![FetchTopic {
+            name: topic.into(),
+            partitions: vec![FetchPartition {
+                partition,
+                fetch_offset: offset,
+                max_bytes: 1 << 20,
+            }],
+        }],
+    }
+}
+
+fn fetch_result(r: Response) -> FetchPartitionResult {
+    let Response::Fetch(r) = r else {
+        panic!("not a fetch response: {r:?}")
+    };
+    r.topics[0].partitions[0].clone()
+}
+
+fn list(topic: &str, partition: u32, spec: OffsetSpec) -> ListOffsetsRequest {
+    ListOffsetsRequest {
+        topics: vec![ListOffsetsTopic {
+            name: topic.into(),
+            partitions: vec![ListOffsetsPartition { partition, spec }],
+        }],
+    }
+}
+
+fn list_result(r: Response) -> ListOffsetsPartitionResult {
+    let Response::ListOffsets(r) = r else {
+        panic!("not a list offsets response: {r:?}")
+    };
+    r.topics[0].partitions[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_answers_every_api_and_refuses_bad_input_with_typed_errors() {
+    let one = start().await;
+    let conn = &one.conn;
+
+    // Handshake and metadata.
+    let Response::ApiVersions(v) = call(
+        conn,
+        ApiVersionsRequest {
+            client_name: "test".into(),
+            client_version: "0".into(),
+            client_id: None,
+            apis: vec![],
+        },
+    )
+    .await
+    else {
+        panic!("not api versions")
+    };
+    assert_eq!(v.node_id, 1);
+    assert!(v.apis.iter().any(|a| a.api_key == ApiKey::Subscribe as u16));
+    let Response::Metadata(m) = call(conn, MetadataRequest { topics: None }).await else {
+        panic!("not metadata")
+    };
+    assert_eq!(m.brokers.len(), 1);
+    assert_eq!(m.topics[0].partitions.len(), 2);
+    assert!(m.topics[0].partitions.iter().all(|p| p.leader == Some(1)));
+    let Response::Metadata(m) = call(
+        conn,
+        MetadataRequest {
+            topics: Some(vec!["nope".into()]),
+        },
+    )
+    .await
+    else {
+        panic!("not metadata")
+    };
+    assert_eq!(m.topics[0].error, ErrorCode::UnknownTopicOrPartition);
+
+    // At the high watermark (past the leader's no-op), a fetch long-polls for its max wait,
+    // then answers empty.
+    let hw = list_result(call(conn, list("t", 1, OffsetSpec::Latest)).await).offset;
+    let t0 = Instant::now();
+    let f = fetch_result(call(conn, fetch("t", 1, hw, 300)).await);
+    assert!(t0.elapsed() >= Duration::from_millis(250), "no long poll");
+    assert!(f.error.is_ok() && f.batches.is_empty(), "{f:?}");
+
+    // A waiting fetch is answered when a produce commits.
+    let waiting = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let hw = list_result(call(&conn, list("t", 0, OffsetSpec::Latest)).await).offset;
+            fetch_result(call(&conn, fetch("t", 0, hw, 5000)).await)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = Instant::now();
+    let p = produce_result(call(conn, produce("t", 0, batch(&["a", "b"], 1_000))).await);
+    assert!(p.error.is_ok(), "{p:?}");
+    let f = timeout(WAIT, waiting)
+        .await
+        .expect("in time")
+        .expect("task");
+    assert!(t0.elapsed() < Duration::from_secs(4), "fetch not woken");
+    assert!(!f.batches.is_empty() && f.high_watermark > p.base_offset);
+
+    // Two batches in one request; list offsets by time finds the later one.
+    let mut two = batch(&["c"], 2_000).to_vec();
+    two.extend_from_slice(&batch(&["d"], 3_000));
+    let p2 = produce_result(call(conn, produce("t", 0, Bytes::from(two))).await);
+    assert!(p2.error.is_ok(), "{p2:?}");
+    let by_time = list_result(call(conn, list("t", 0, OffsetSpec::Timestamp(2_500))).await);
+    assert_eq!((by_time.error, by_time.timestamp), (ErrorCode::None, 3_000));
+    assert!(by_time.offset > p2.base_offset);
+    let latest = list_result(call(conn, list("t", 0, OffsetSpec::Latest)).await);
+    assert_eq!(latest.offset, by_time.offset + 1);
+    let earliest = list_result(call(conn, list("t", 0, OffsetSpec::Earliest)).await);
+    assert_eq!(earliest.offset, 0);
+
+    // Bad input: typed errors, the node stays up.
+    let bad = produce_result(call(conn, produce("nope", 0, batch(&["x"], 0))).await);
+    assert_eq!(bad.error, ErrorCode::UnknownTopicOrPartition);
+    let bad = produce_result(call(conn, produce("t", 9, batch(&["x"], 0))).await);
+    assert_eq!(bad.error, ErrorCode::UnknownTopicOrPartition);
+    let mut corrupt = batch(&["x"], 0).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let bad = produce_result(call(conn, produce("t", 0, Bytes::from(corrupt))).await);
+    assert_eq!(bad.error, ErrorCode::CorruptBatch);
+    let bad = produce_result(call(conn, produce("t", 0, Bytes::from_static(b"junk"))).await);
+    assert_eq!(bad.error, ErrorCode::CorruptBatch);
+    let bad = fetch_result(call(conn, fetch("t", 0, 1_000_000, 0)).await);
+    assert_eq!(bad.error, ErrorCode::OffsetOutOfRange);
+    let bad = fetch_result(call(conn, fetch("nope", 0, 0, 0)).await);
+    assert_eq!(bad.error, ErrorCode::UnknownTopicOrPartition);
+    let bad = list_result(call(conn, list("t", 5, OffsetSpec::Latest)).await);
+    assert_eq!(bad.error, ErrorCode::UnknownTopicOrPartition);
+    let Response::CreateTopics(c) = call(
+        conn,
+        CreateTopicsRequest {
+            topics: vec![CreatableTopic {
+                name: "new".into(),
+                partitions: 1,
+                replication_factor: 1,
+                configs: vec![],
+            }],
+            timeout_ms: 1000,
+            validate_only: false,
+        },
+    )
+    .await
+    else {
+        panic!("not create topics")
+    };
+    assert_eq!(c.results[0].error, ErrorCode::InvalidRequest);
+    assert!(
+        c.results[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("static"))
+    );
+
+    // Still serving: the data is all there, in order.
+    let f = fetch_result(call(conn, fetch("t", 0, 0, 0)).await);
+    let mut values = Vec::new();
+    for b in floe_protocol::batch::BatchIter::new(f.batches, Default::default()) {
+        let b = b.expect("batch");
+        if b.header().is_control() {
+            continue;
+        }
+        for r in b.records().expect("records").iter() {
+            values.push(r.expect("record").value.expect("value").to_vec());
+        }
+    }
+    assert_eq!(values, [b"a", b"b", b"c", b"d"].map(|v| v.to_vec()));
+    timeout(WAIT, one.node.shutdown()).await.expect("shutdown");
+}
