@@ -281,3 +281,102 @@ async fn one_node_answers_every_api_and_refuses_bad_input_with_typed_errors() {
     assert_eq!(values, [b"a", b"b", b"c", b"d"].map(|v| v.to_vec()));
     timeout(WAIT, one.node.shutdown()).await.expect("shutdown");
 }
+
+/// Reads the next push on a subscription: (partition, batch bytes) pairs.
+async fn next_push(reader: &mut floe_net::FrameReader) -> Vec<(u32, ErrorCode, usize)> {
+    let frame = timeout(WAIT, reader.read_frame())
+        .await
+        .expect("push in time")
+        .expect("read")
+        .expect("stream open");
+    let (_, f, _) = decode_client_frame(&frame, Default::default()).expect("decode");
+    let ClientFrame::Push(Push::Subscribe(e)) = f else {
+        panic!("not a push: {f:?}")
+    };
+    e.topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition, p.error, p.batches.len()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_pushes_committed_batches_paced_by_byte_credit() {
+    let one = start().await;
+    let conn = &one.conn;
+    let hw = list_result(call(conn, list("t", 1, OffsetSpec::Latest)).await).offset;
+    let one_batch = batch(&["0123456789"], 0).len() as u64;
+
+    let (send, recv) = conn.open_bi().await.expect("stream");
+    let mut writer = floe_net::FrameWriter::new(send);
+    let mut reader = floe_net::FrameReader::new(recv, Default::default());
+    let req = Request::from(SubscribeRequest {
+        topics: vec![
+            FetchTopic {
+                name: "t".into(),
+                partitions: vec![FetchPartition {
+                    partition: 1,
+                    fetch_offset: hw,
+                    max_bytes: 1 << 20,
+                }],
+            },
+            FetchTopic {
+                name: "nope".into(),
+                partitions: vec![FetchPartition {
+                    partition: 0,
+                    fetch_offset: 0,
+                    max_bytes: 1 << 20,
+                }],
+            },
+        ],
+        // Room for one batch only.
+        initial_credit: one_batch,
+    });
+    writer
+        .write_frame(&mut req.encode_frame_chunks(9))
+        .await
+        .expect("send");
+    let first = timeout(WAIT, reader.read_frame())
+        .await
+        .expect("in time")
+        .expect("read")
+        .expect("open");
+    let (_, f, _) = decode_client_frame(&first, Default::default()).expect("decode");
+    let ClientFrame::Response(Response::Subscribe(status)) = f else {
+        panic!("not a subscribe response: {f:?}")
+    };
+    assert_eq!(status.topics[0].partitions[0].error, ErrorCode::None);
+    assert_eq!(
+        status.topics[1].partitions[0].error,
+        ErrorCode::UnknownTopicOrPartition
+    );
+
+    // Three single-record batches commit; the credit lets one through.
+    for i in 0..3 {
+        let v = format!("012345678{i}");
+        let p = produce_result(call(conn, produce("t", 1, batch(&[&v], 0))).await);
+        assert!(p.error.is_ok(), "{p:?}");
+    }
+    let push = next_push(&mut reader).await;
+    assert_eq!(push, vec![(1, ErrorCode::None, one_batch as usize)]);
+    let nothing = timeout(Duration::from_millis(300), reader.read_frame()).await;
+    assert!(nothing.is_err(), "pushed beyond the credit");
+
+    // More credit: the other two arrive.
+    let grant = Request::from(SubscribeCredit {
+        bytes: 2 * one_batch,
+    });
+    writer
+        .write_frame(&mut grant.encode_frame_chunks(9))
+        .await
+        .expect("credit");
+    let mut got = 0;
+    while got < 2 * one_batch as usize {
+        for (p, e, len) in next_push(&mut reader).await {
+            assert_eq!((p, e), (1, ErrorCode::None));
+            got += len;
+        }
+    }
+    assert_eq!(got, 2 * one_batch as usize);
+    timeout(WAIT, one.node.shutdown()).await.expect("shutdown");
+}
