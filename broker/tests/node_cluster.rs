@@ -29,6 +29,8 @@ const WAIT: Duration = Duration::from_secs(10);
 struct Cluster {
     dir: tempfile::TempDir,
     nodes: BTreeMap<u64, Node>,
+    brokers: Vec<BrokerSpec>,
+    topic: TopicSpec,
 }
 
 fn identity(dir: &Path, id: u64) -> (Identity, CaCerts) {
@@ -75,10 +77,42 @@ async fn start_cluster(ids: &[u64], partitions: u32) -> Cluster {
         let node = Node::start(cfg, client, peer).await.expect("node starts");
         nodes.insert(id, node);
     }
-    Cluster { dir, nodes }
+    Cluster {
+        dir,
+        nodes,
+        brokers,
+        topic,
+    }
 }
 
 impl Cluster {
+    /// Starts node `id` again on its old addresses and data directory.
+    async fn restart(&mut self, id: u64) {
+        let certs_dir = self.dir.path().join("certs");
+        let (me, ca) = identity(&certs_dir, id);
+        let spec = self.brokers.iter().find(|b| b.id == id).expect("broker");
+        let opts = EndpointOptions::loopback();
+        let bind = async {
+            loop {
+                let client = Endpoint::client_listener(spec.client_addr, &me, &opts);
+                let peer = Endpoint::peer(spec.peer.addr, &me, &ca, &opts);
+                if let (Ok(c), Ok(p)) = (client, peer) {
+                    return (c, p);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let (client, peer) = timeout(WAIT, bind).await.expect("rebind in time");
+        let mut cfg = NodeConfig::new(
+            id,
+            self.dir.path().join(format!("n{id}")),
+            self.brokers.clone(),
+        );
+        cfg.topics = vec![self.topic.clone()];
+        let node = Node::start(cfg, client, peer).await.expect("node restarts");
+        self.nodes.insert(id, node);
+    }
+
     /// Waits until every live node agrees on a live leader for `partition`.
     async fn leader(&self, partition: u32) -> u64 {
         let wait = async {
@@ -277,6 +311,30 @@ async fn three_nodes_serve_produce_and_consume_and_survive_a_leader_stop() {
             "partition {p}: a record appears twice"
         );
     }
+    // Phase 3: the stopped node restarts from its disk and catches up with the leaders.
+    cluster.restart(old).await;
+    let caught_up = async {
+        loop {
+            let mut done = true;
+            for p in 0..2 {
+                let leader = cluster.leader(p).await;
+                let want = cluster.nodes[&leader].high_watermark(TOPIC, p);
+                if cluster.nodes[&old].high_watermark(TOPIC, p) < want {
+                    done = false;
+                }
+            }
+            if done {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(WAIT, caught_up)
+        .await
+        .expect("restarted node catches up");
+    let acked3 = produce(&producer, 1400..1500).await;
+    assert_eq!(acked3.values().map(Vec::len).sum::<usize>(), 100);
+
     timeout(WAIT, producer.close())
         .await
         .expect("close in time")

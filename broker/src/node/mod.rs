@@ -435,6 +435,13 @@ impl Node {
         status.leader
     }
 
+    /// This node's replica's high watermark of `topic`/`partition` (`None` when not hosted).
+    pub fn high_watermark(&self, topic: &str, partition: u32) -> Option<u64> {
+        let h = self.shared.hosted(topic, partition)?;
+        let status = *h.handle.status.borrow();
+        Some(status.high_watermark)
+    }
+
     /// Graceful stop: stop accepting clients and peers, then close every replica cleanly
     /// (sync, checkpoint, hard state) and wait for the owner threads.
     pub async fn shutdown(mut self) {
