@@ -450,8 +450,10 @@ impl Node {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         for h in self.shared.hosted.values() {
-            // A full queue: the thread also stops when every sender is gone.
-            let _ = h.handle.send(Cmd::Stop);
+            // The owner drains its queue quickly; wait for room rather than skip the stop.
+            while let Err(worker::Busy::Full) = h.handle.send(Cmd::Stop) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
         let threads = std::mem::take(&mut self.threads);
         let _ = tokio::task::spawn_blocking(move || {
