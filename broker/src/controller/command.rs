@@ -11,7 +11,7 @@
 //!
 //! | tag | command              | fields                                                     |
 //! |-----|----------------------|------------------------------------------------------------|
-//! | 1   | `RegisterBroker`     | broker, client_addr, peer_addr, rack: Option<String>, term, tick |
+//! | 1   | `RegisterBroker`     | broker, client_addr, peer_addr, rack: `Option<String>`, term, tick |
 //! | 2   | `BrokerHeartbeat`    | broker, epoch, term, tick                                  |
 //! | 3   | `FenceBroker`        | broker, epoch                                              |
 //! | 4   | `CreateTopic`        | name, partitions:u32, replication_factor:u16, configs: Vec<(String, String)> |
