@@ -63,9 +63,35 @@ fi
 step "protocol: fuzz smoke, ${fuzz_seconds}s per target"
 bash protocol/fuzz/run.sh "$fuzz_seconds"
 
+work_dir="$(mktemp -d)"
+cluster_pid=""
+cleanup() {
+  if [[ -n "$cluster_pid" ]]; then kill -TERM "$cluster_pid" 2>/dev/null || true; wait "$cluster_pid" 2>/dev/null || true; fi
+  rm -rf "$work_dir"
+}
+trap cleanup EXIT
+
+step "local cluster smoke: README's run command, then produce and consume through the client"
+bash scripts/dev-cluster.sh --data-dir "$work_dir/dev" >"$work_dir/cluster.out" 2>&1 &
+cluster_pid=$!
+for _ in $(seq 1 900); do
+  if grep -q "3 nodes up" "$work_dir/cluster.out"; then break; fi
+  if ! kill -0 "$cluster_pid" 2>/dev/null; then cat "$work_dir/cluster.out" >&2; exit 1; fi
+  sleep 1
+done
+grep -q "3 nodes up" "$work_dir/cluster.out" || { echo "cluster did not start" >&2; cat "$work_dir/cluster.out" >&2; exit 1; }
+export FLOE_BROKERS=127.0.0.1:7410,127.0.0.1:7420,127.0.0.1:7430 FLOE_CA_CERT="$work_dir/dev/ca/ca.pem"
+timeout 120 target/release/examples/producer orders 20000
+consumed=$(timeout 120 target/release/examples/consumer orders 20000 | wc -l)
+if [[ "$consumed" != 20000 ]]; then echo "consumed $consumed of 20000 records" >&2; exit 1; fi
+echo "produced and consumed 20000 records through a 3-node cluster"
+kill -TERM "$cluster_pid"
+wait "$cluster_pid" || true
+cluster_pid=""
+
 step "storage benchmark smoke run (JSON contract)"
-bench_dir="$(mktemp -d)"
-trap 'rm -rf "$bench_dir"' EXIT
+bench_dir="$work_dir/bench"
+mkdir -p "$bench_dir"
 cargo run --release --quiet -p floe-bench -- storage --dir "$bench_dir/log" \
   --total-bytes 8000000 --message-size 1000 --batch-records 100 --fsync never \
   --json "$bench_dir/storage.json"
