@@ -4,10 +4,10 @@
 //! cheap to clone (an `Arc`); [`Producer`](crate::Producer), [`Consumer`](crate::Consumer) and
 //! [`Admin`](crate::Admin) each hold a clone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -208,7 +208,9 @@ impl ClientBuilder {
             bootstrap,
             slots: Mutex::new(HashMap::new()),
             metadata: RwLock::new(MetadataCache::default()),
-            refresh: tokio::sync::Mutex::new(()),
+            refresh: tokio::sync::Mutex::new(LastRefresh::default()),
+            refresh_tickets: AtomicU64::new(0),
+            unreachable: Mutex::new(HashSet::new()),
             next_correlation_id: AtomicU32::new(1),
             closed: AtomicBool::new(false),
             refresher: Mutex::new(None),
@@ -337,11 +339,36 @@ pub(crate) struct Inner {
     bootstrap: Vec<BrokerAddr>,
     slots: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<Slot>>>>,
     metadata: RwLock<MetadataCache>,
-    /// Held while a metadata request is in flight, so concurrent refreshes coalesce.
-    refresh: tokio::sync::Mutex<()>,
+    /// Held while a metadata request is in flight, so concurrent refreshes coalesce: a
+    /// caller that waited for it skips its own request when a refresh that began after it
+    /// started waiting has covered its topics.
+    refresh: tokio::sync::Mutex<LastRefresh>,
+    /// Tickets of refreshes, taken when one gets the `refresh` lock.
+    refresh_tickets: AtomicU64,
+    /// Brokers whose last call failed at the connection level or timed out: cluster-wide
+    /// requests (metadata above all) try them last.
+    unreachable: Mutex<HashSet<SocketAddr>>,
     next_correlation_id: AtomicU32,
     closed: AtomicBool,
     refresher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The last completed metadata refresh.
+#[derive(Debug, Default)]
+struct LastRefresh {
+    ticket: u64,
+    topics: Option<Vec<String>>,
+}
+
+impl LastRefresh {
+    /// Whether that refresh asked for every topic of `topics` (`None` = all).
+    fn covers(&self, topics: &Option<Vec<String>>) -> bool {
+        match (&self.topics, topics) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(done), Some(want)) => want.iter().all(|t| done.contains(t)),
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -583,15 +610,40 @@ impl Client {
 
     /// One call to `broker` (connecting if needed); no retries.
     pub(crate) async fn call(&self, broker: &BrokerAddr, request: &Request) -> Result<Response> {
-        let conn = self.connection(broker).await?;
-        let result = self.call_on(&conn, broker.addr, request).await;
-        if let Err(Error::Call { source, .. }) = &result
-            && source.is_retryable()
-            && conn.close_reason().is_some()
-        {
-            self.drop_connection(broker.addr, &conn).await;
+        let result = match self.connection(broker).await {
+            Ok(conn) => {
+                let result = self.call_on(&conn, broker.addr, request).await;
+                if let Err(Error::Call { source, .. }) = &result
+                    && source.is_retryable()
+                    && conn.close_reason().is_some()
+                {
+                    self.drop_connection(broker.addr, &conn).await;
+                }
+                result
+            }
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => self.broker_answered(broker.addr),
+            Err(e) => self.note_failure(e),
         }
         result
+    }
+
+    /// Remembers that the broker behind `e` may be gone (if `e` says so), so cluster-wide
+    /// requests try the other brokers first.
+    pub(crate) fn note_failure(&self, e: &Error) {
+        if let Some(addr) = e.unreachable_addr() {
+            lock(&self.inner.unreachable).insert(addr);
+        }
+    }
+
+    /// Forgets an earlier failure of the broker at `addr`.
+    pub(crate) fn broker_answered(&self, addr: SocketAddr) {
+        let mut unreachable = lock(&self.inner.unreachable);
+        if !unreachable.is_empty() {
+            unreachable.remove(&addr);
+        }
     }
 
     async fn drop_connection(&self, addr: SocketAddr, conn: &Connection) {
@@ -607,7 +659,8 @@ impl Client {
     }
 
     /// Every broker address worth trying for a cluster-wide request: known brokers first,
-    /// then the bootstrap list.
+    /// then the bootstrap list; brokers whose last call failed (connection lost, timed out)
+    /// after all the others.
     fn any_brokers(&self) -> Vec<BrokerAddr> {
         let mut all = self.read_metadata().broker_addrs();
         for b in &self.inner.bootstrap {
@@ -615,6 +668,8 @@ impl Client {
                 all.push(b.clone());
             }
         }
+        let unreachable = lock(&self.inner.unreachable);
+        all.sort_by_key(|b| unreachable.contains(&b.addr));
         all
     }
 
@@ -670,8 +725,16 @@ impl Client {
     /// Fetches metadata for `topics` (`None` = all) and updates the cache. Concurrent
     /// refreshes share one request.
     pub(crate) async fn refresh_metadata(&self, topics: Option<Vec<String>>) -> Result<()> {
-        let _single = self.inner.refresh.lock().await;
-        let request = Request::from(MetadataRequest { topics });
+        let waiting_since = self.inner.refresh_tickets.load(Ordering::Acquire);
+        let mut last = self.inner.refresh.lock().await;
+        if last.ticket > waiting_since && last.covers(&topics) {
+            // A refresh that began after this caller asked has just covered its topics.
+            return Ok(());
+        }
+        let ticket = self.inner.refresh_tickets.fetch_add(1, Ordering::AcqRel) + 1;
+        let request = Request::from(MetadataRequest {
+            topics: topics.clone(),
+        });
         let response = match self.call_any_once(&request).await? {
             Response::Metadata(m) => m,
             _ => {
@@ -682,6 +745,7 @@ impl Client {
             }
         };
         self.apply_metadata(response).await;
+        *last = LastRefresh { ticket, topics };
         Ok(())
     }
 
@@ -759,8 +823,10 @@ impl Client {
             let (_, broker) = self.leader_addr(tp).await?;
             let result = self.call(&broker, request).await.and_then(&check);
             if let Err(e) = &result
-                && e.needs_metadata()
+                && e.needs_leader_refresh()
             {
+                // The leader moved or may be gone: forget it, so the next attempt (after
+                // the backoff) asks another broker for fresh metadata.
                 self.leader_moved(&tp.topic, tp.partition, None);
             }
             result

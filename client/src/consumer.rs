@@ -490,18 +490,24 @@ async fn read_partition(
             return;
         }
         tracing::debug!(%tp, error = %error, "resubscribing");
-        if error.needs_metadata() {
-            let client = &shared.client;
+        let refresh = error.needs_leader_refresh();
+        let client = &shared.client;
+        if refresh {
+            // The leader moved or may be gone (connection lost, no answer in time): forget
+            // it and, after the backoff, ask the other brokers where the partition is now.
+            client.note_failure(&error);
             client.leader_moved(&tp.topic, tp.partition, None);
-            let _ = client.refresh_metadata(Some(vec![tp.topic.clone()])).await;
         }
-        let cfg = shared.client.config();
+        let cfg = client.config();
         tokio::time::sleep(Config::backoff(
             cfg.retry_backoff,
             cfg.reconnect_backoff_max,
             attempt,
         ))
         .await;
+        if refresh {
+            let _ = client.refresh_metadata(Some(vec![tp.topic.clone()])).await;
+        }
         attempt = attempt.saturating_add(1);
     }
 }

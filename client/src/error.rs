@@ -265,6 +265,38 @@ impl Error {
         }
     }
 
+    /// Whether the broker may be gone: it could not be reached, the connection failed under
+    /// the call, or it did not answer in time. A partition leader that fails like this is
+    /// forgotten and metadata refreshed (from another broker) before the retry, since the
+    /// cluster may have elected a new leader meanwhile.
+    pub(crate) fn broker_unreachable(&self) -> bool {
+        match self {
+            Error::Connect { .. } | Error::Timeout { .. } => true,
+            Error::Call { source, .. } => !matches!(**source, CallError::Refused(_)),
+            _ => false,
+        }
+    }
+
+    /// The broker's address, when [`broker_unreachable`](Self::broker_unreachable).
+    pub(crate) fn unreachable_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Error::Connect { addr, .. }
+            | Error::Timeout { addr, .. }
+            | Error::Call { addr, .. }
+                if self.broker_unreachable() =>
+            {
+                Some(*addr)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a request routed to a partition leader should forget that leader and refresh
+    /// metadata before retrying (the broker said it moved, or the broker may be gone).
+    pub(crate) fn needs_leader_refresh(&self) -> bool {
+        self.needs_metadata() || self.broker_unreachable()
+    }
+
     /// A broker error for a whole request.
     pub(crate) fn broker(api: ApiKey, code: ErrorCode) -> Error {
         Error::Broker {
@@ -329,6 +361,15 @@ mod tests {
             .is_retryable()
         );
         assert!(!Error::Closed.is_retryable());
+        let timeout = Error::Timeout {
+            api: ApiKey::ListOffsets,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            after: Duration::from_secs(1),
+        };
+        assert!(timeout.broker_unreachable() && timeout.needs_leader_refresh());
+        let not_leader = Error::broker(ApiKey::Produce, ErrorCode::NotLeader);
+        assert!(!not_leader.broker_unreachable() && not_leader.needs_leader_refresh());
+        assert!(!Error::Closed.needs_leader_refresh());
     }
 
     #[test]

@@ -1022,3 +1022,141 @@ async fn consumer_moves_with_the_leader_mid_stream_without_gaps_or_duplicates() 
     assert_eq!(client.leader(&tp).await.unwrap(), 2);
     nothing_within(&mut stream, Duration::from_millis(100)).await;
 }
+
+// ---------------------------------------------------------------------------------------
+// A leader that stops answering: forgotten at once, not when the metadata expires
+
+/// Well under the retries against a dead leader (five of a second each) and the metadata
+/// age (an hour): only a refresh after the first failure gets there in time.
+const FAILOVER: Duration = Duration::from_secs(4);
+
+/// A client bootstrapped at node 1 whose metadata never expires on its timer during a test.
+async fn long_lived_metadata_client(cluster: &FakeCluster) -> floe_client::Client {
+    timeout(
+        WAIT,
+        cluster
+            .client()
+            .request_timeout(Duration::from_secs(1))
+            .metadata_max_age(Duration::from_secs(3600))
+            .build(),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn producer_leaves_a_silent_leader_for_the_new_one() {
+    let cluster = FakeCluster::start(3);
+    cluster.add_topic("t", 1, 2);
+    let client = long_lived_metadata_client(&cluster).await;
+    let producer = Producer::builder(&client).build().await.unwrap();
+    timeout(WAIT, producer.send(ProducerRecord::new("t", "before")))
+        .await
+        .unwrap()
+        .unwrap();
+    // Node 2 hangs with its connection up; node 3 takes over, and node 1 says so.
+    cluster.stop_answering(2, 3);
+    let in_flight = timeout(
+        WAIT,
+        producer.dispatch(ProducerRecord::new("t", "in-flight")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let later = producer.dispatch(ProducerRecord::new("t", "later"));
+    let (first, second) = timeout(FAILOVER, async {
+        let first = in_flight.await;
+        let second = later.await.unwrap().await;
+        (first, second)
+    })
+    .await
+    .expect("sends still going to the silent leader");
+    assert_eq!(first.unwrap().offset, 1);
+    assert_eq!(second.unwrap().offset, 2);
+    assert_eq!(
+        cluster.values("t", 0),
+        vec![b"before".to_vec(), b"in-flight".to_vec(), b"later".to_vec()]
+    );
+    let tp = TopicPartition::new("t", 0);
+    assert_eq!(client.leader(&tp).await.unwrap(), 3);
+    // Later sends go straight to the new leader.
+    let meta = timeout(
+        Duration::from_millis(500),
+        producer.send(ProducerRecord::new("t", "next")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(meta.offset, 3);
+}
+
+#[tokio::test]
+async fn consumer_assigns_and_streams_from_the_new_leader_of_a_silent_one() {
+    let cluster = FakeCluster::start(3);
+    cluster.add_topic("t", 1, 2);
+    cluster.append("t", 0, batch("a", 3, 0, CompressionCodec::None));
+    let client = long_lived_metadata_client(&cluster).await;
+    let consumer = Consumer::builder(&client).build().unwrap();
+    let tp = TopicPartition::new("t", 0);
+    timeout(WAIT, consumer.assign(tp.clone(), StartFrom::Offset(0)))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut stream = consumer.stream();
+    let first = take(&mut stream, 3).await;
+    consumer.unassign(&tp).unwrap();
+    // Node 2 (which was streaming) hangs; node 3 leads and has more.
+    cluster.stop_answering(2, 3);
+    cluster.append("t", 0, batch("b", 3, 0, CompressionCodec::None));
+    let second = timeout(FAILOVER, async {
+        consumer
+            .assign(tp.clone(), StartFrom::Offset(3))
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        while out.len() < 3 {
+            out.push(stream.next().await.unwrap().unwrap());
+        }
+        out
+    })
+    .await
+    .expect("subscribing still goes to the silent leader");
+    let offsets: Vec<u64> = first.iter().chain(&second).map(|r| r.offset).collect();
+    assert_eq!(offsets, (0..6).collect::<Vec<_>>());
+    assert_eq!(second[0].value.as_deref(), Some(&b"b0"[..]));
+    assert_eq!(client.leader(&tp).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn list_offsets_asks_the_new_leader_of_a_silent_one() {
+    let cluster = FakeCluster::start(3);
+    cluster.add_topic("t", 1, 2);
+    cluster.append("t", 0, batch("a", 2, 0, CompressionCodec::None));
+    let client = long_lived_metadata_client(&cluster).await;
+    let consumer = Consumer::builder(&client).build().unwrap();
+    let tp = TopicPartition::new("t", 0);
+    // Assigning at Latest lists offsets at node 2 and leaves a subscription open there.
+    timeout(WAIT, consumer.assign(tp.clone(), StartFrom::Latest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(consumer.position(&tp).unwrap(), 2);
+    cluster.stop_answering(2, 3);
+    cluster.append("t", 0, batch("b", 3, 0, CompressionCodec::None));
+    timeout(FAILOVER, consumer.seek_to(&tp, StartFrom::Latest))
+        .await
+        .expect("list offsets still goes to the silent leader")
+        .unwrap();
+    assert_eq!(consumer.position(&tp).unwrap(), 5);
+    assert_eq!(client.leader(&tp).await.unwrap(), 3);
+    let other = Consumer::builder(&client).build().unwrap();
+    timeout(
+        Duration::from_millis(500),
+        other.assign(tp.clone(), StartFrom::Earliest),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(other.position(&tp).unwrap(), 0);
+}

@@ -588,7 +588,12 @@ impl Sender {
             );
             front.retry_at = Some(Instant::now() + wait);
             tracing::debug!(topic = %key.0, partition = key.1, error = %error, attempt = front.attempts, "retrying batch");
-            if error.needs_metadata() {
+            if error.broker_unreachable() {
+                // The leader may be gone: forget it, so the batch waits for metadata from
+                // another broker instead of going back to a dead address.
+                self.client.leader_moved(&key.0, key.1, None);
+            }
+            if error.needs_leader_refresh() {
                 self.refresh_metadata();
             }
         } else if timed_out && error.is_retryable() {

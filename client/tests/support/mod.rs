@@ -117,6 +117,10 @@ pub struct Knobs {
     pub handshake_without: Option<u16>,
     /// Refuse admin requests with `NotController` this many times.
     pub not_controller: usize,
+    /// These nodes answer nothing more (handshakes included) and push nothing on open
+    /// subscriptions, while their QUIC connections stay up: a hung or killed process whose
+    /// connections have not timed out yet.
+    pub silent_nodes: Vec<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -208,6 +212,20 @@ impl FakeCluster {
         self.endpoints.insert(i, ep);
     }
 
+    /// Node `node` stops answering (see [`Knobs::silent_nodes`]) and the cluster moves the
+    /// leadership of every partition it led to `new_leader`; the other nodes' metadata says
+    /// so.
+    pub fn stop_answering(&self, node: u64, new_leader: u64) {
+        self.with(|s| {
+            s.knobs.silent_nodes.push(node);
+            for p in s.topics.values_mut().flatten() {
+                if p.leader == node {
+                    p.leader = new_leader;
+                }
+            }
+        });
+    }
+
     pub fn addr(&self, node: u64) -> String {
         self.endpoints[node as usize - 1]
             .local_addr()
@@ -296,7 +314,20 @@ fn respond_frame(response: Response, cid: u32) -> Vec<Bytes> {
 }
 
 impl Node {
+    fn silent(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap()
+            .knobs
+            .silent_nodes
+            .contains(&self.id)
+    }
+
     async fn handle(&self, req: IncomingRequest) {
+        if self.silent() {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            return;
+        }
         let cid = req.header.correlation_id;
         let Ok((_, ClientFrame::Request(request), _)) =
             decode_client_frame(&req.frame, FrameLimits::default())
@@ -638,6 +669,10 @@ impl Node {
             });
         }
         loop {
+            if self.silent() {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                return;
+            }
             let appended = self.appended.notified();
             let credit_wait = credit_changed.notified();
             tokio::pin!(appended, credit_wait);
