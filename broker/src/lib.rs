@@ -18,8 +18,11 @@
 //!   peer routing between them and the client service; topics come from a static table
 //!   until the controller is connected.
 //!
-//! Still to come (the broker issue): the controller group wired into the node, `floe dev`,
-//! metrics.
+//! - [`telemetry`]: the metric names the node records through the `metrics` facade (no-ops
+//!   without a recorder) and the Prometheus exporter `floe serve` installs; every metric is
+//!   listed in `broker/METRICS.md`.
+//!
+//! Still to come (the broker issue): the controller group wired into the node, `floe dev`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -30,3 +33,4 @@ pub mod log_inspect;
 pub mod node;
 pub mod partition;
 pub mod peer;
+pub mod telemetry;

@@ -50,7 +50,7 @@ struct ServeFlags {
     /// Peer QUIC listener (default 127.0.0.1:7401).
     #[arg(long, value_name = "IP:PORT")]
     peer_addr: Option<String>,
-    /// Metrics listener (default 127.0.0.1:7402; not served yet).
+    /// Prometheus metrics listener, `GET /metrics` (default 127.0.0.1:7402).
     #[arg(long, value_name = "IP:PORT")]
     metrics_addr: Option<String>,
     /// The cluster's nodes: ID@HOST:PORT,... (peer addresses).
@@ -197,10 +197,13 @@ fn serve(flags: ServeFlags) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--client-addr {}", config.client_addr))?;
         let peer = Endpoint::peer(config.peer_addr, &identity, &ca, &options)
             .with_context(|| format!("--peer-addr {}", config.peer_addr))?;
+        // Before the node: its partitions resolve their metric handles when they open.
+        floe_broker::telemetry::install_prometheus(config.metrics_addr)
+            .context("--metrics-addr")?;
         let node = Node::start(node_config, client, peer).await?;
         println!(
-            "floe: node {} serving clients on {} and peers on {} (metrics not served yet)",
-            config.node_id, config.client_addr, config.peer_addr
+            "floe: node {} serving clients on {}, peers on {}, metrics on http://{}/metrics",
+            config.node_id, config.client_addr, config.peer_addr, config.metrics_addr
         );
         wait_for_signal().await?;
         eprintln!("floe: stopping: closing listeners and replicas");

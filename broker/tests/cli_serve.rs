@@ -1,8 +1,9 @@
 //! `floe serve`: a bad setting exits non-zero with one line naming it; a real single-node
-//! server (child process, TLS from `floe cert`) serves the real client and stops cleanly on
-//! SIGTERM.
+//! server (child process, TLS from `floe cert`) serves the real client, answers Prometheus
+//! scrapes on `--metrics-addr` `/metrics`, and stops cleanly on SIGTERM.
 
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +43,21 @@ fn s(p: &Path) -> &str {
 fn free_udp_port() -> u16 {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.local_addr().expect("addr").port()
+}
+
+fn free_tcp_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// `GET /metrics` over HTTP/1.0: the whole answer, status line included.
+fn scrape(addr: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    Ok(raw)
 }
 
 #[test]
@@ -111,6 +127,7 @@ async fn serve_runs_a_node_that_the_client_uses_and_stops_on_sigterm() {
     .expect("write");
     let (client_port, peer_port) = (free_udp_port(), free_udp_port());
     let client_addr = format!("127.0.0.1:{client_port}");
+    let metrics_addr = format!("127.0.0.1:{}", free_tcp_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
         .args([
             "serve",
@@ -122,6 +139,8 @@ async fn serve_runs_a_node_that_the_client_uses_and_stops_on_sigterm() {
             &client_addr,
             "--peer-addr",
             &format!("127.0.0.1:{peer_port}"),
+            "--metrics-addr",
+            &metrics_addr,
             "--voters",
             &format!("1@127.0.0.1:{peer_port}"),
             "--tls-cert",
@@ -180,6 +199,20 @@ async fn serve_runs_a_node_that_the_client_uses_and_stops_on_sigterm() {
             .map(|i| format!("r{i}"))
             .collect();
         assert_eq!(got, want);
+        // Every acknowledged record is counted, per partition, on the metrics listener.
+        let addr = metrics_addr.clone();
+        let text = tokio::task::spawn_blocking(move || scrape(&addr))
+            .await
+            .expect("join")
+            .expect("scrape /metrics");
+        assert!(
+            text.starts_with("HTTP/1.") && text.contains(" 200 "),
+            "{text}"
+        );
+        for p in 0..2 {
+            let line = format!("floe_produce_records_total{{topic=\"t\",partition=\"{p}\"}} 10");
+            assert!(text.lines().any(|l| l == line), "no {line:?} in {text}");
+        }
         consumer.close();
         producer.close().await.expect("close");
         client.close().await;

@@ -204,6 +204,37 @@ pub enum NodeError {
 #[derive(Debug)]
 pub(crate) struct Hosted {
     pub(crate) handle: PartitionHandle,
+    pub(crate) metrics: PartitionMetrics,
+}
+
+/// The client service's per-partition metrics (handles resolved when the node starts;
+/// no-ops without a recorder).
+#[derive(Debug)]
+pub(crate) struct PartitionMetrics {
+    pub(crate) produce_records: metrics::Counter,
+    pub(crate) produce_bytes: metrics::Counter,
+    pub(crate) fetch_bytes: metrics::Counter,
+    pub(crate) subscribe_bytes: metrics::Counter,
+}
+
+impl PartitionMetrics {
+    fn new(topic: &str, partition: u32) -> Self {
+        let labels = [
+            ("topic", topic.to_owned()),
+            ("partition", partition.to_string()),
+        ];
+        let fetch = |api: &'static str| {
+            let mut l = labels.to_vec();
+            l.push(("api", api.to_owned()));
+            metrics::counter!(crate::telemetry::FETCH_BYTES, &l)
+        };
+        PartitionMetrics {
+            produce_records: metrics::counter!(crate::telemetry::PRODUCE_RECORDS, &labels),
+            produce_bytes: metrics::counter!(crate::telemetry::PRODUCE_BYTES, &labels),
+            fetch_bytes: fetch("fetch"),
+            subscribe_bytes: fetch("subscribe"),
+        }
+    }
 }
 
 /// What the client service and the router read: immutable after start.
@@ -371,8 +402,12 @@ impl Node {
                 tick: config.tick,
                 queue: 8192,
             };
+            let label = worker::PartitionLabel {
+                topic: topic.clone(),
+                partition: p,
+            };
             let (handle, thread) = worker::spawn(
-                format!("floe-{topic}-{p}"),
+                label,
                 gid,
                 replica,
                 transport.clone(),
@@ -381,7 +416,8 @@ impl Node {
             )
             .map_err(NodeError::Thread)?;
             threads.push(thread);
-            hosted.insert((topic, p), Hosted { handle });
+            let metrics = PartitionMetrics::new(&topic, p);
+            hosted.insert((topic, p), Hosted { handle, metrics });
         }
         let shared = Arc::new(Shared {
             node_id: me,

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::worker::{Busy, Cmd, PartitionStatus};
 use super::{Shared, TopicSpec};
 use crate::partition::{self, FetchError, ProduceError};
+use crate::telemetry;
 
 /// The apis this broker answers (each at the protocol's version range).
 const APIS: &[ApiKey] = &[
@@ -90,14 +91,17 @@ impl ClientService {
     }
 
     async fn serve(&self, req: IncomingRequest) {
+        let started = Instant::now();
         let cid = req.header.correlation_id;
         let request = match decode_client_frame(&req.frame, FrameLimits::default()) {
             Ok((_, ClientFrame::Request(r), _)) => r,
             _ => {
+                count_errors("unknown", [ErrorCode::InvalidRequest]);
                 let _ = req.responder.respond_error(ErrorCode::InvalidRequest).await;
                 return;
             }
         };
+        let api = api_label(request.api_key());
         let response = match request {
             Request::ApiVersions(_) => Response::from(self.api_versions()),
             Request::Metadata(r) => Response::from(self.metadata(r)),
@@ -157,15 +161,35 @@ impl ClientService {
                     .map(|name| self.static_table_refusal(name))
                     .collect(),
             }),
-            Request::InitProducerId(r) => Response::from(self.init_producer_id(r)),
-            Request::Produce(r) => Response::from(self.produce(r).await),
-            Request::Fetch(r) => Response::from(self.fetch(r).await),
-            Request::ListOffsets(r) => Response::from(self.list_offsets(r).await),
+            Request::InitProducerId(r) => {
+                let resp = self.init_producer_id(r);
+                count_errors(api, [resp.error]);
+                Response::from(resp)
+            }
+            Request::Produce(r) => {
+                let resp = self.produce(r).await;
+                let codes = resp.topics.iter().flat_map(|t| &t.partitions);
+                count_errors(api, codes.map(|p| p.error));
+                Response::from(resp)
+            }
+            Request::Fetch(r) => {
+                let resp = self.fetch(r).await;
+                let codes = resp.topics.iter().flat_map(|t| &t.partitions);
+                count_errors(api, codes.map(|p| p.error));
+                Response::from(resp)
+            }
+            Request::ListOffsets(r) => {
+                let resp = self.list_offsets(r).await;
+                let codes = resp.topics.iter().flat_map(|t| &t.partitions);
+                count_errors(api, codes.map(|p| p.error));
+                Response::from(resp)
+            }
             Request::Subscribe(r) => {
-                self.subscribe(r, req).await;
+                self.subscribe(r, req, started).await;
                 return;
             }
             _ => {
+                count_errors(api, [ErrorCode::UnsupportedVersion]);
                 let _ = req
                     .responder
                     .respond_error(ErrorCode::UnsupportedVersion)
@@ -177,6 +201,8 @@ impl ClientService {
             .responder
             .respond(&mut response.encode_frame_chunks(cid))
             .await;
+        metrics::histogram!(telemetry::REQUEST_LATENCY, "api" => api)
+            .record(started.elapsed().as_secs_f64());
     }
 
     /// Allocates a producer id, or bumps the epoch of `r.producer_id`. Without the controller
@@ -323,7 +349,12 @@ impl ClientService {
         let wait = Duration::from_millis(u64::from(r.timeout_ms)).min(MAX_PRODUCE_WAIT);
         let deadline = Instant::now() + wait;
         // Phase 1: queue every batch of every partition, so partitions proceed together.
-        type Waits = Vec<oneshot::Receiver<Result<partition::Produced, ProduceError>>>;
+        // Each batch's answer, record count and size.
+        type Waits = Vec<(
+            oneshot::Receiver<Result<partition::Produced, ProduceError>>,
+            u64,
+            u64,
+        )>;
         let mut queued: Vec<(String, Vec<(ProducePartitionResult, Waits)>)> = Vec::new();
         for t in r.topics {
             let mut parts = Vec::new();
@@ -347,7 +378,8 @@ impl ClientService {
                         match split_batches(pp.batches) {
                             None => result.error = ErrorCode::CorruptBatch,
                             Some(batches) => {
-                                for batch in batches {
+                                for (batch, records) in batches {
+                                    let size = batch.len() as u64;
                                     let (tx, rx) = oneshot::channel();
                                     let cmd = Cmd::Produce {
                                         batch,
@@ -361,7 +393,7 @@ impl ClientService {
                                         };
                                         break;
                                     }
-                                    waits.push(rx);
+                                    waits.push((rx, records, size));
                                 }
                             }
                         }
@@ -376,7 +408,7 @@ impl ClientService {
         for (name, parts) in queued {
             let mut results = Vec::new();
             for (mut result, waits) in parts {
-                for (i, rx) in waits.into_iter().enumerate() {
+                for (i, (rx, records, size)) in waits.into_iter().enumerate() {
                     let answer = tokio::time::timeout_at(deadline, rx).await;
                     if result.error != ErrorCode::None {
                         continue;
@@ -395,6 +427,10 @@ impl ClientService {
                         Ok(Ok(Ok(p))) => {
                             if i == 0 {
                                 result.base_offset = p.base_offset;
+                            }
+                            if let Some(h) = self.shared.hosted(&name, result.partition) {
+                                h.metrics.produce_records.increment(records);
+                                h.metrics.produce_bytes.increment(size);
                             }
                         }
                         Ok(Ok(Err(e))) => {
@@ -500,6 +536,14 @@ impl ClientService {
                 });
             }
             if total >= min_bytes || Instant::now() >= deadline {
+                // Counted once, for the answer sent (a long poll may read more than once).
+                for t in &topics {
+                    for p in t.partitions.iter().filter(|p| !p.batches.is_empty()) {
+                        if let Some(h) = self.shared.hosted(&t.name, p.partition) {
+                            h.metrics.fetch_bytes.increment(p.batches.len() as u64);
+                        }
+                    }
+                }
                 return FetchResponse { topics };
             }
             let _ = tokio::time::timeout_at(deadline, changed).await;
@@ -557,7 +601,8 @@ impl ClientService {
         ListOffsetsResponse { topics }
     }
 
-    async fn subscribe(&self, r: SubscribeRequest, req: IncomingRequest) {
+    /// Serves one subscription until it ends; `started`: when its request was read.
+    async fn subscribe(&self, r: SubscribeRequest, req: IncomingRequest, started: Instant) {
         let cid = req.header.correlation_id;
         let mut responder = req.responder;
         let mut reader = req.reader;
@@ -602,6 +647,8 @@ impl ClientService {
                 partitions: parts,
             });
         }
+        let codes = status.iter().flat_map(|t| &t.partitions);
+        count_errors("subscribe", codes.map(|p| p.error));
         let response = Response::from(SubscribeResponse { topics: status });
         if responder
             .send(&mut response.encode_frame_chunks(cid))
@@ -610,6 +657,8 @@ impl ClientService {
         {
             return;
         }
+        metrics::histogram!(telemetry::REQUEST_LATENCY, "api" => "subscribe")
+            .record(started.elapsed().as_secs_f64());
         // Byte credit (0 = unlimited), topped up by SubscribeCredit frames on the stream.
         let credit = Arc::new(AtomicU64::new(if r.initial_credit == 0 {
             u64::MAX
@@ -654,6 +703,7 @@ impl ClientService {
                     Route::Leader(h, st) => (h, st),
                     Route::Refused(code, leader) => {
                         // Leadership moved: reported once, then no longer pushed.
+                        count_errors("subscribe", [code]);
                         sub.4 = false;
                         events.push(event(&sub.0, sub.1, code, leader, 0, 0, Bytes::new()));
                         continue;
@@ -665,6 +715,7 @@ impl ClientService {
                 let max = (sub.3 as u64).min(available) as usize;
                 match self.read(h, sub.2, max).await {
                     Ok(Some(rb)) => {
+                        h.metrics.subscribe_bytes.increment(rb.bytes.len() as u64);
                         sub.2 = rb.next_offset;
                         sent += rb.bytes.len() as u64;
                         events.push(event(
@@ -679,6 +730,7 @@ impl ClientService {
                     }
                     Ok(None) => {}
                     Err(code) => {
+                        count_errors("subscribe", [code]);
                         sub.4 = false;
                         events.push(event(
                             &sub.0,
@@ -752,10 +804,40 @@ fn leader_hint(e: &ProduceError) -> Option<u64> {
     }
 }
 
-/// Splits a produce request's partition payload into its batches (by each header's
-/// `batch_len`; the replica validates each one). `None`: a header is unreadable or a length
-/// runs past the end.
-fn split_batches(mut rest: Bytes) -> Option<Vec<Bytes>> {
+/// The `api` label of a request's metrics (a fixed set: label cardinality stays bounded).
+fn api_label(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::ApiVersions => "api_versions",
+        ApiKey::Metadata => "metadata",
+        ApiKey::CreateTopics => "create_topics",
+        ApiKey::DeleteTopics => "delete_topics",
+        ApiKey::ListTopics => "list_topics",
+        ApiKey::DescribeTopics => "describe_topics",
+        ApiKey::Produce => "produce",
+        ApiKey::Fetch => "fetch",
+        ApiKey::Subscribe => "subscribe",
+        ApiKey::SubscribeCredit => "subscribe_credit",
+        ApiKey::ListOffsets => "list_offsets",
+        ApiKey::InitProducerId => "init_producer_id",
+        ApiKey::DescribeCluster => "describe_cluster",
+        _ => "other",
+    }
+}
+
+/// Counts every non-`None` code among `codes` in `floe_request_errors_total{api, code}`.
+fn count_errors(api: &'static str, codes: impl IntoIterator<Item = ErrorCode>) {
+    for code in codes {
+        if code != ErrorCode::None {
+            metrics::counter!(telemetry::REQUEST_ERRORS, "api" => api, "code" => code.name())
+                .increment(1);
+        }
+    }
+}
+
+/// Splits a produce request's partition payload into its batches with their record counts
+/// (by each header's `batch_len`; the replica validates each one). `None`: a header is
+/// unreadable or a length runs past the end.
+fn split_batches(mut rest: Bytes) -> Option<Vec<(Bytes, u64)>> {
     let mut out = Vec::new();
     while !rest.is_empty() {
         let h = BatchHeader::parse(&rest).ok()?;
@@ -763,7 +845,7 @@ fn split_batches(mut rest: Bytes) -> Option<Vec<Bytes>> {
         if len == 0 || len > rest.len() {
             return None;
         }
-        out.push(rest.split_to(len));
+        out.push((rest.split_to(len), u64::from(h.record_count)));
     }
     if out.is_empty() {
         return None;

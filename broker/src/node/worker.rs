@@ -18,6 +18,7 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use crate::partition::{Acks, FetchError, ProduceError, Produced, Replica};
 use crate::peer::PeerTransport;
+use crate::telemetry;
 
 /// Commands a partition owner accepts.
 #[derive(Debug)]
@@ -96,9 +97,58 @@ pub(crate) struct WorkerOptions {
     pub(crate) queue: usize,
 }
 
+/// The owner's per-partition metrics (handles resolved once, at spawn; no-ops without a
+/// recorder).
+struct StatusMetrics {
+    term: metrics::Gauge,
+    commit_end: metrics::Gauge,
+    is_leader: metrics::Gauge,
+    failed: metrics::Gauge,
+    leader_changes: metrics::Counter,
+    persist_latency: metrics::Histogram,
+    /// The term of the last leader this replica learned of.
+    leader_term: Option<u64>,
+}
+
+impl StatusMetrics {
+    fn new(topic: &str, partition: u32) -> Self {
+        let labels = [
+            ("topic", topic.to_owned()),
+            ("partition", partition.to_string()),
+        ];
+        StatusMetrics {
+            term: metrics::gauge!(telemetry::RAFT_TERM, &labels),
+            commit_end: metrics::gauge!(telemetry::RAFT_COMMIT_END, &labels),
+            is_leader: metrics::gauge!(telemetry::RAFT_IS_LEADER, &labels),
+            failed: metrics::gauge!(telemetry::PARTITION_FAILED, &labels),
+            leader_changes: metrics::counter!(telemetry::RAFT_LEADER_CHANGES, &labels),
+            persist_latency: metrics::histogram!(telemetry::STORAGE_FSYNC_LATENCY, &labels),
+            leader_term: None,
+        }
+    }
+
+    fn publish(&mut self, s: &PartitionStatus) {
+        self.term.set(s.term as f64);
+        self.commit_end.set(s.high_watermark as f64);
+        self.is_leader.set(if s.is_leader { 1.0 } else { 0.0 });
+        self.failed.set(if s.failed { 1.0 } else { 0.0 });
+        if s.leader.is_some() && self.leader_term != Some(s.term) {
+            self.leader_term = Some(s.term);
+            self.leader_changes.increment(1);
+        }
+    }
+}
+
+/// Which partition an owner serves (metric labels).
+#[derive(Debug, Clone)]
+pub(crate) struct PartitionLabel {
+    pub(crate) topic: String,
+    pub(crate) partition: u32,
+}
+
 /// Starts the owner thread of `replica`, sending its Raft messages through `transport`.
 pub(crate) fn spawn(
-    name: String,
+    label: PartitionLabel,
     group_id: u64,
     replica: Replica,
     transport: Arc<PeerTransport>,
@@ -106,7 +156,11 @@ pub(crate) fn spawn(
     options: WorkerOptions,
 ) -> std::io::Result<(PartitionHandle, JoinHandle<()>)> {
     let (tx, rx) = sync_channel(options.queue.max(1));
-    let (status_tx, status_rx) = watch::channel(status_of(&replica, false));
+    let initial = status_of(&replica, false);
+    let (status_tx, status_rx) = watch::channel(initial);
+    let mut metrics = StatusMetrics::new(&label.topic, label.partition);
+    metrics.publish(&initial);
+    let persisted = (replica.log_end(), replica.term().0);
     let worker = Worker {
         group_id,
         replica,
@@ -116,9 +170,11 @@ pub(crate) fn spawn(
         waiting: HashMap::new(),
         next_token: 0,
         failed: false,
+        metrics,
+        persisted,
     };
     let thread = std::thread::Builder::new()
-        .name(name)
+        .name(format!("floe-{}-{}", label.topic, label.partition))
         .spawn(move || worker.run(rx, options.tick))?;
     Ok((
         PartitionHandle {
@@ -140,6 +196,9 @@ struct Worker {
     waiting: HashMap<u64, ProduceReply>,
     next_token: u64,
     failed: bool,
+    metrics: StatusMetrics,
+    /// (log end, term) after the last `process`: a round that moves either persisted.
+    persisted: (u64, u64),
 }
 
 fn now_ms() -> u64 {
@@ -248,7 +307,15 @@ impl Worker {
     /// Persist, send, answer, publish.
     fn round(&mut self) {
         if !self.failed {
+            let started = Instant::now();
             let r = self.replica.process();
+            let persisted = (self.replica.log_end(), self.replica.term().0);
+            if r.is_ok() && persisted != self.persisted {
+                self.metrics
+                    .persist_latency
+                    .record(started.elapsed().as_secs_f64());
+            }
+            self.persisted = persisted;
             self.check(r);
         }
         while let Some(m) = self.replica.poll_message() {
@@ -271,6 +338,7 @@ impl Worker {
             changed
         });
         if modified {
+            self.metrics.publish(&now);
             self.changed.notify_waiters();
         }
     }

@@ -1,0 +1,236 @@
+//! The Prometheus exporter (its own test binary: a process installs the global recorder once):
+//! produces and a fetch through one node move the documented metrics, with their labels,
+//! as scraped over plain HTTP from `/metrics`.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use floe_broker::certs::{self, IssueRequest};
+use floe_broker::node::{BrokerSpec, Node, NodeConfig, TopicSpec};
+use floe_broker::peer::PeerAddress;
+use floe_net::quinn::Connection;
+use floe_net::{CaCerts, Endpoint, EndpointOptions, Identity};
+use floe_protocol::ErrorCode;
+use floe_protocol::batch::{BatchBuilder, CompressionCodec};
+use floe_protocol::client::*;
+use tokio::time::timeout;
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const WAIT: Duration = Duration::from_secs(10);
+
+fn free_tcp_port() -> u16 {
+    let l = TcpListener::bind((LOCAL, 0)).expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// `GET /metrics` over HTTP/1.0 (the server closes after the body): the body.
+fn scrape(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    if !head.starts_with("HTTP/1.") || !head.lines().next().is_some_and(|l| l.contains(" 200")) {
+        return Err(std::io::Error::other(format!("status: {head}")));
+    }
+    Ok(body.to_owned())
+}
+
+/// The value of the sample `name` whose labels include every `labels` pair.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (set, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        let have: Vec<&str> = set.split(',').collect();
+        labels
+            .iter()
+            .all(|(k, v)| have.contains(&format!("{k}=\"{v}\"").as_str()))
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+fn batch(values: &[&str]) -> Bytes {
+    let mut b = BatchBuilder::new(CompressionCodec::None);
+    for v in values {
+        b.append(1_000, None, Some(v.as_bytes()), &[])
+            .expect("append");
+    }
+    b.finish().expect("finish")
+}
+
+fn produce(topic: &str, partition: u32, batches: Bytes) -> ProduceRequest {
+    ProduceRequest {
+        acks: Acks::All,
+        timeout_ms: 5000,
+        topics: vec![ProduceTopic {
+            name: topic.into(),
+            partitions: vec![ProducePartition { partition, batches }],
+        }],
+    }
+}
+
+async fn call(conn: &Connection, req: impl Into<Request>) -> Response {
+    let req = req.into();
+    timeout(
+        WAIT,
+        floe_net::call_client(conn, &req, 7, Default::default()),
+    )
+    .await
+    .expect("answer in time")
+    .expect("answer")
+}
+
+fn produce_error(r: Response) -> ErrorCode {
+    let Response::Produce(r) = r else {
+        panic!("not a produce response: {r:?}")
+    };
+    r.topics[0].partitions[0].error
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produces_and_fetches_move_the_exported_metrics() {
+    let metrics_addr = SocketAddr::new(LOCAL, free_tcp_port());
+    floe_broker::telemetry::install_prometheus(metrics_addr).expect("install exporter");
+    // Once per process.
+    assert!(floe_broker::telemetry::install_prometheus(SocketAddr::new(LOCAL, 0)).is_err());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = dir.path().join("certs");
+    certs::init_ca(&c).expect("ca");
+    let req = IssueRequest::new("node-1").expect("name").ip(LOCAL);
+    certs::issue(&c, &req, &c).expect("issue");
+    let me = Identity::from_pem_files(c.join("node-1.pem"), c.join("node-1.key")).expect("id");
+    let ca = CaCerts::from_pem_file(c.join("ca.pem")).expect("ca");
+    let any = SocketAddr::new(LOCAL, 0);
+    let opts = EndpointOptions::loopback();
+    let client_ep = Endpoint::client_listener(any, &me, &opts).expect("listener");
+    let peer_ep = Endpoint::peer(any, &me, &ca, &opts).expect("peer");
+    let broker = BrokerSpec {
+        id: 1,
+        client_addr: client_ep.local_addr().expect("addr"),
+        peer: PeerAddress {
+            addr: peer_ep.local_addr().expect("addr"),
+            server_name: LOCAL.to_string(),
+        },
+    };
+    let mut cfg = NodeConfig::new(1, dir.path().join("data"), vec![broker.clone()]);
+    cfg.topics = vec![TopicSpec::placed("t", 2, 1, &[1]).expect("placed")];
+    let node = Node::start(cfg, client_ep, peer_ep).await.expect("start");
+    let elected = async {
+        while (0..2).any(|p| node.leader_of("t", p) != Some(1)) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    timeout(WAIT, elected).await.expect("leader elected");
+    let client = Endpoint::client(any, &ca, &opts).expect("client endpoint");
+    let conn = timeout(WAIT, client.connect(broker.client_addr, "127.0.0.1"))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+
+    // Two produces to t/0 (3 + 2 records), one to an unknown topic.
+    let (b1, b2) = (batch(&["a", "b", "c"]), batch(&["d", "e"]));
+    let produced_bytes = (b1.len() + b2.len()) as f64;
+    assert_eq!(
+        produce_error(call(&conn, produce("t", 0, b1)).await),
+        ErrorCode::None
+    );
+    assert_eq!(
+        produce_error(call(&conn, produce("t", 0, b2)).await),
+        ErrorCode::None
+    );
+    let unknown = produce_error(call(&conn, produce("nope", 0, batch(&["x"]))).await);
+    assert_eq!(unknown, ErrorCode::UnknownTopicOrPartition);
+    // One fetch of t/0 from the start.
+    let Response::Fetch(f) = call(
+        &conn,
+        FetchRequest {
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            topics: vec![FetchTopic {
+                name: "t".into(),
+                partitions: vec![FetchPartition {
+                    partition: 0,
+                    fetch_offset: 0,
+                    max_bytes: 1 << 20,
+                }],
+            }],
+        },
+    )
+    .await
+    else {
+        panic!("not a fetch response")
+    };
+    let fetched = &f.topics[0].partitions[0];
+    assert_eq!(fetched.error, ErrorCode::None);
+    let fetched_bytes = fetched.batches.len() as f64;
+    assert!(fetched_bytes >= produced_bytes, "the fetch read everything");
+    let hw = node.high_watermark("t", 0).expect("hosted") as f64;
+
+    let t0 = [("topic", "t"), ("partition", "0")];
+    let check = |m: &str| -> Result<(), String> {
+        let expect = |name: &str, labels: &[(&str, &str)], ok: &dyn Fn(f64) -> bool| match sample(
+            m, name, labels,
+        ) {
+            Some(v) if ok(v) => Ok(()),
+            other => Err(format!("{name}{labels:?} = {other:?}")),
+        };
+        expect("floe_produce_records_total", &t0, &|v| v == 5.0)?;
+        expect("floe_produce_bytes_total", &t0, &|v| v == produced_bytes)?;
+        let fetch = [t0[0], t0[1], ("api", "fetch")];
+        expect("floe_fetch_bytes_total", &fetch, &|v| v == fetched_bytes)?;
+        let code = ErrorCode::UnknownTopicOrPartition.name();
+        let err = [("api", "produce"), ("code", code)];
+        expect("floe_request_errors_total", &err, &|v| v == 1.0)?;
+        let produce = [("api", "produce")];
+        expect("floe_request_latency_seconds_count", &produce, &|v| {
+            v == 3.0
+        })?;
+        let inf = [("api", "produce"), ("le", "+Inf")];
+        expect("floe_request_latency_seconds_bucket", &inf, &|v| v == 3.0)?;
+        let fetch_api = [("api", "fetch")];
+        expect("floe_request_latency_seconds_count", &fetch_api, &|v| {
+            v == 1.0
+        })?;
+        expect("floe_raft_is_leader", &t0, &|v| v == 1.0)?;
+        expect("floe_raft_commit_end", &t0, &|v| v == hw && v >= 5.0)?;
+        expect("floe_raft_term", &t0, &|v| v >= 1.0)?;
+        expect("floe_raft_leader_changes_total", &t0, &|v| v == 1.0)?;
+        expect("floe_partition_failed", &t0, &|v| v == 0.0)?;
+        expect("floe_storage_fsync_latency_seconds_count", &t0, &|v| {
+            v >= 2.0
+        })?;
+        // Partition 1 has its own series.
+        let t1 = [("topic", "t"), ("partition", "1")];
+        expect("floe_raft_is_leader", &t1, &|v| v == 1.0)?;
+        Ok(())
+    };
+    // The latency of an answer and the status gauges are recorded just after the client
+    // sees the answer: scrape until they show.
+    let started = Instant::now();
+    loop {
+        let text = tokio::task::spawn_blocking(move || scrape(metrics_addr))
+            .await
+            .expect("join");
+        let failure = match text {
+            Ok(text) => match check(&text) {
+                Ok(()) => break,
+                Err(e) => format!("{e}\n{text}"),
+            },
+            Err(e) => format!("scrape: {e}"),
+        };
+        assert!(started.elapsed() < WAIT, "metrics never matched: {failure}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    conn.close(0u32.into(), b"done");
+    node.shutdown().await;
+}
