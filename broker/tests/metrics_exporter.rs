@@ -1,5 +1,5 @@
 //! The Prometheus exporter (its own test binary: a process installs the global recorder once):
-//! produces and a fetch through one node move the documented metrics, with their labels,
+//! produces, a fetch and a metadata request through one node move the documented metrics, with their labels,
 //! as scraped over plain HTTP from `/metrics`.
 
 use std::io::{Read, Write};
@@ -149,6 +149,18 @@ async fn produces_and_fetches_move_the_exported_metrics() {
     );
     let unknown = produce_error(call(&conn, produce("nope", 0, batch(&["x"]))).await);
     assert_eq!(unknown, ErrorCode::UnknownTopicOrPartition);
+    // Metadata for a known and an unknown topic: one topic error.
+    let Response::Metadata(m) = call(
+        &conn,
+        MetadataRequest {
+            topics: Some(vec!["t".into(), "nope".into()]),
+        },
+    )
+    .await
+    else {
+        panic!("not metadata")
+    };
+    assert_eq!(m.topics[1].error, ErrorCode::UnknownTopicOrPartition);
     // One fetch of t/0 from the start.
     let Response::Fetch(f) = call(
         &conn,
@@ -190,6 +202,8 @@ async fn produces_and_fetches_move_the_exported_metrics() {
         expect("floe_fetch_bytes_total", &fetch, &|v| v == fetched_bytes)?;
         let code = ErrorCode::UnknownTopicOrPartition.name();
         let err = [("api", "produce"), ("code", code)];
+        expect("floe_request_errors_total", &err, &|v| v == 1.0)?;
+        let err = [("api", "metadata"), ("code", code)];
         expect("floe_request_errors_total", &err, &|v| v == 1.0)?;
         let produce = [("api", "produce")];
         expect("floe_request_latency_seconds_count", &produce, &|v| {

@@ -14,6 +14,12 @@
 //!   long-poll), subscribe (server push of committed batches as they commit, zero-copy `Bytes`
 //!   from the log, paced by byte credit and QUIC flow control), list offsets (earliest, latest,
 //!   by timestamp through the storage time index), describe cluster, list/describe topics.
+//! - Metrics go through the `metrics` facade (names in [`crate::telemetry`], all listed in
+//!   `broker/METRICS.md`): the client service counts produced records and bytes, fetched and
+//!   pushed bytes, request latency and error codes by api; each owner sets its partition's
+//!   term, commit end, leadership and failure from the status it publishes and times its
+//!   persisting `process` rounds. Per-partition handles are resolved when the node starts;
+//!   without a recorder they are no-ops.
 //!
 //! **Topics are static in this milestone.** The node's topic table ([`NodeConfig::topics`])
 //! comes from its configuration (`floe serve --topics FILE`) and must be the same on every

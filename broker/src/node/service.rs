@@ -104,7 +104,11 @@ impl ClientService {
         let api = api_label(request.api_key());
         let response = match request {
             Request::ApiVersions(_) => Response::from(self.api_versions()),
-            Request::Metadata(r) => Response::from(self.metadata(r)),
+            Request::Metadata(r) => {
+                let resp = self.metadata(r);
+                count_errors(api, resp.topics.iter().map(|t| t.error));
+                Response::from(resp)
+            }
             Request::DescribeCluster(_) => Response::from(DescribeClusterResponse {
                 error: ErrorCode::None,
                 cluster_id: self.shared.cluster_id.clone(),
@@ -125,42 +129,54 @@ impl ClientService {
                     })
                     .collect(),
             }),
-            Request::DescribeTopics(r) => Response::from(DescribeTopicsResponse {
-                topics: r
-                    .names
-                    .into_iter()
-                    .map(|name| match self.shared.topic(&name) {
-                        None => TopicDescription {
-                            error: ErrorCode::UnknownTopicOrPartition,
-                            name,
-                            internal: false,
-                            partitions: vec![],
-                            configs: vec![],
-                        },
-                        Some(t) => TopicDescription {
-                            error: ErrorCode::None,
-                            name,
-                            internal: false,
-                            partitions: self.partitions_of(t),
-                            configs: vec![],
-                        },
-                    })
-                    .collect(),
-            }),
-            Request::CreateTopics(r) => Response::from(CreateTopicsResponse {
-                results: r
-                    .topics
-                    .into_iter()
-                    .map(|t| self.static_table_refusal(t.name))
-                    .collect(),
-            }),
-            Request::DeleteTopics(r) => Response::from(DeleteTopicsResponse {
-                results: r
-                    .names
-                    .into_iter()
-                    .map(|name| self.static_table_refusal(name))
-                    .collect(),
-            }),
+            Request::DescribeTopics(r) => Response::from(counted(
+                api,
+                DescribeTopicsResponse {
+                    topics: r
+                        .names
+                        .into_iter()
+                        .map(|name| match self.shared.topic(&name) {
+                            None => TopicDescription {
+                                error: ErrorCode::UnknownTopicOrPartition,
+                                name,
+                                internal: false,
+                                partitions: vec![],
+                                configs: vec![],
+                            },
+                            Some(t) => TopicDescription {
+                                error: ErrorCode::None,
+                                name,
+                                internal: false,
+                                partitions: self.partitions_of(t),
+                                configs: vec![],
+                            },
+                        })
+                        .collect(),
+                },
+                |r| r.topics.iter().map(|t| t.error).collect(),
+            )),
+            Request::CreateTopics(r) => Response::from(counted(
+                api,
+                CreateTopicsResponse {
+                    results: r
+                        .topics
+                        .into_iter()
+                        .map(|t| self.static_table_refusal(t.name))
+                        .collect(),
+                },
+                |r| r.results.iter().map(|t| t.error).collect(),
+            )),
+            Request::DeleteTopics(r) => Response::from(counted(
+                api,
+                DeleteTopicsResponse {
+                    results: r
+                        .names
+                        .into_iter()
+                        .map(|name| self.static_table_refusal(name))
+                        .collect(),
+                },
+                |r| r.results.iter().map(|t| t.error).collect(),
+            )),
             Request::InitProducerId(r) => {
                 let resp = self.init_producer_id(r);
                 count_errors(api, [resp.error]);
@@ -832,6 +848,12 @@ fn count_errors(api: &'static str, codes: impl IntoIterator<Item = ErrorCode>) {
                 .increment(1);
         }
     }
+}
+
+/// Counts the error codes `codes` finds in `response`, then hands it back.
+fn counted<R>(api: &'static str, response: R, codes: impl FnOnce(&R) -> Vec<ErrorCode>) -> R {
+    count_errors(api, codes(&response));
+    response
 }
 
 /// Splits a produce request's partition payload into its batches with their record counts
