@@ -127,8 +127,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Refresh cached metadata at least this often (default 60 s). It is also refreshed at
-    /// once when a broker says a leader moved or a partition is unknown.
+    /// Refresh cached metadata at least this often (default 60 s). It is also refreshed
+    /// (after the retry backoff, from another broker) when a broker says a leader moved or a
+    /// partition is unknown, and when a partition leader cannot be reached, loses the
+    /// connection or does not answer within the request timeout.
     pub fn metadata_max_age(mut self, age: Duration) -> Self {
         self.config.metadata_max_age = age;
         self

@@ -8,7 +8,8 @@
 //! * [`Client`] — built with [`Client::builder`]: the bootstrap brokers, the cluster CA
 //!   ([`ClientBuilder::ca_cert`] / [`ClientBuilder::ca_pem`]), timeouts. It keeps one QUIC
 //!   connection per broker (reconnecting with backoff), a metadata cache of topics,
-//!   partitions and leaders (refreshed on a timer and whenever a broker says a leader moved),
+//!   partitions and leaders (refreshed on a timer, whenever a broker says a leader moved, and
+//!   whenever a leader stops answering),
 //!   and routes each request: produce and subscribe to the partition leader, metadata and
 //!   administration to any broker. Cheap to clone; share one per process.
 //! * [`Admin`] — [`Client::admin`]: create, delete, list and describe topics

@@ -1160,3 +1160,47 @@ async fn list_offsets_asks_the_new_leader_of_a_silent_one() {
     .unwrap();
     assert_eq!(other.position(&tp).unwrap(), 0);
 }
+
+#[tokio::test]
+async fn partitions_failing_over_together_share_metadata_refreshes() {
+    let cluster = FakeCluster::start(3);
+    cluster.add_topic("t", 8, 2);
+    let client = long_lived_metadata_client(&cluster).await;
+    let consumer = Consumer::builder(&client).build().unwrap();
+    let tp0 = TopicPartition::new("t", 0);
+    // Connects to node 2 (listing offsets there) while it answers.
+    timeout(WAIT, consumer.assign(tp0.clone(), StartFrom::Latest))
+        .await
+        .unwrap()
+        .unwrap();
+    consumer.unassign(&tp0).unwrap();
+    cluster.stop_answering(2, 3);
+    for p in 0..8 {
+        cluster.append("t", p, batch("a", 1, 0, CompressionCodec::None));
+    }
+    let before = cluster.with(|s| s.stats.metadata_requests);
+    // Eight readers subscribe at the silent node, time out together and refresh.
+    for p in 0..8 {
+        consumer
+            .assign(TopicPartition::new("t", p), StartFrom::Offset(0))
+            .await
+            .unwrap();
+    }
+    let mut stream = consumer.stream();
+    let got = timeout(FAILOVER, async {
+        let mut partitions = Vec::new();
+        while partitions.len() < 8 {
+            partitions.push(stream.next().await.unwrap().unwrap().partition);
+        }
+        partitions.sort_unstable();
+        partitions
+    })
+    .await
+    .expect("readers still on the silent leader");
+    assert_eq!(got, (0..8).collect::<Vec<_>>());
+    let refreshes = cluster.with(|s| s.stats.metadata_requests) - before;
+    assert!(
+        (1..=3).contains(&refreshes),
+        "{refreshes} metadata requests for one failover of 8 partitions"
+    );
+}
