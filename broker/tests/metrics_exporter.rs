@@ -3,22 +3,14 @@
 //! as scraped over plain HTTP from `/metrics`.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use floe_broker::certs::{self, IssueRequest};
-use floe_broker::node::{BrokerSpec, Node, NodeConfig, TopicSpec};
-use floe_broker::peer::PeerAddress;
-use floe_net::quinn::Connection;
-use floe_net::{CaCerts, Endpoint, EndpointOptions, Identity};
 use floe_protocol::ErrorCode;
-use floe_protocol::batch::{BatchBuilder, CompressionCodec};
 use floe_protocol::client::*;
-use tokio::time::timeout;
 
-const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
+use common::{LOCAL, WAIT, call, produce};
 
 fn free_tcp_port() -> u16 {
     let l = TcpListener::bind((LOCAL, 0)).expect("bind");
@@ -57,37 +49,6 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
-fn batch(values: &[&str]) -> Bytes {
-    let mut b = BatchBuilder::new(CompressionCodec::None);
-    for v in values {
-        b.append(1_000, None, Some(v.as_bytes()), &[])
-            .expect("append");
-    }
-    b.finish().expect("finish")
-}
-
-fn produce(topic: &str, partition: u32, batches: Bytes) -> ProduceRequest {
-    ProduceRequest {
-        acks: Acks::All,
-        timeout_ms: 5000,
-        topics: vec![ProduceTopic {
-            name: topic.into(),
-            partitions: vec![ProducePartition { partition, batches }],
-        }],
-    }
-}
-
-async fn call(conn: &Connection, req: impl Into<Request>) -> Response {
-    let req = req.into();
-    timeout(
-        WAIT,
-        floe_net::call_client(conn, &req, 7, Default::default()),
-    )
-    .await
-    .expect("answer in time")
-    .expect("answer")
-}
-
 fn produce_error(r: Response) -> ErrorCode {
     let Response::Produce(r) = r else {
         panic!("not a produce response: {r:?}")
@@ -102,42 +63,19 @@ async fn produces_and_fetches_move_the_exported_metrics() {
     // Once per process.
     assert!(floe_broker::telemetry::install_prometheus(SocketAddr::new(LOCAL, 0)).is_err());
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = dir.path().join("certs");
-    certs::init_ca(&c).expect("ca");
-    let req = IssueRequest::new("node-1").expect("name").ip(LOCAL);
-    certs::issue(&c, &req, &c).expect("issue");
-    let me = Identity::from_pem_files(c.join("node-1.pem"), c.join("node-1.key")).expect("id");
-    let ca = CaCerts::from_pem_file(c.join("ca.pem")).expect("ca");
-    let any = SocketAddr::new(LOCAL, 0);
-    let opts = EndpointOptions::loopback();
-    let client_ep = Endpoint::client_listener(any, &me, &opts).expect("listener");
-    let peer_ep = Endpoint::peer(any, &me, &ca, &opts).expect("peer");
-    let broker = BrokerSpec {
-        id: 1,
-        client_addr: client_ep.local_addr().expect("addr"),
-        peer: PeerAddress {
-            addr: peer_ep.local_addr().expect("addr"),
-            server_name: LOCAL.to_string(),
-        },
-    };
-    let mut cfg = NodeConfig::new(1, dir.path().join("data"), vec![broker.clone()]);
-    cfg.topics = vec![TopicSpec::placed("t", 2, 1, &[1]).expect("placed")];
-    let node = Node::start(cfg, client_ep, peer_ep).await.expect("start");
-    let elected = async {
-        while (0..2).any(|p| node.leader_of("t", p) != Some(1)) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    timeout(WAIT, elected).await.expect("leader elected");
-    let client = Endpoint::client(any, &ca, &opts).expect("client endpoint");
-    let conn = timeout(WAIT, client.connect(broker.client_addr, "127.0.0.1"))
-        .await
-        .expect("connect in time")
-        .expect("connect");
+    // Bind every field: the temp dir and the client endpoint must live to the end.
+    let common::One {
+        node,
+        conn,
+        _dir: _keep_dir,
+        _client: _keep_client,
+    } = common::start().await;
 
     // Two produces to t/0 (3 + 2 records), one to an unknown topic.
-    let (b1, b2) = (batch(&["a", "b", "c"]), batch(&["d", "e"]));
+    let (b1, b2) = (
+        common::batch(&["a", "b", "c"], 1_000),
+        common::batch(&["d", "e"], 1_000),
+    );
     let produced_bytes = (b1.len() + b2.len()) as f64;
     assert_eq!(
         produce_error(call(&conn, produce("t", 0, b1)).await),
@@ -147,7 +85,8 @@ async fn produces_and_fetches_move_the_exported_metrics() {
         produce_error(call(&conn, produce("t", 0, b2)).await),
         ErrorCode::None
     );
-    let unknown = produce_error(call(&conn, produce("nope", 0, batch(&["x"]))).await);
+    let unknown =
+        produce_error(call(&conn, produce("nope", 0, common::batch(&["x"], 1_000))).await);
     assert_eq!(unknown, ErrorCode::UnknownTopicOrPartition);
     // Metadata for a known and an unknown topic: one topic error.
     let Response::Metadata(m) = call(

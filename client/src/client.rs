@@ -17,7 +17,7 @@ use floe_protocol::ErrorCode;
 use floe_protocol::FrameLimits;
 use floe_protocol::client::{
     ApiKey, ApiVersionRange, ApiVersionsRequest, MetadataRequest, MetadataResponse, Request,
-    Response,
+    Response, api_version_ranges,
 };
 use tokio::time::Instant;
 
@@ -557,17 +557,7 @@ impl Client {
             client_name: "floe-client".into(),
             client_version: env!("CARGO_PKG_VERSION").into(),
             client_id: self.inner.client_id.clone(),
-            apis: ApiKey::ALL
-                .iter()
-                .map(|k| {
-                    let (min_version, max_version) = k.versions();
-                    ApiVersionRange {
-                        api_key: *k as u16,
-                        min_version,
-                        max_version,
-                    }
-                })
-                .collect(),
+            apis: api_version_ranges(ApiKey::ALL),
         });
         match self.call_on(&conn, addr, &request).await? {
             Response::ApiVersions(r) if r.error.is_ok() => match unsupported_api(&r.apis) {

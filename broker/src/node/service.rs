@@ -270,17 +270,7 @@ impl ClientService {
             error: ErrorCode::None,
             cluster_id: self.shared.cluster_id.clone(),
             node_id: self.shared.node_id,
-            apis: APIS
-                .iter()
-                .map(|k| {
-                    let (min_version, max_version) = k.versions();
-                    ApiVersionRange {
-                        api_key: *k as u16,
-                        min_version,
-                        max_version,
-                    }
-                })
-                .collect(),
+            apis: api_version_ranges(APIS),
             max_frame_len: floe_protocol::frame::DEFAULT_MAX_FRAME_LEN,
             max_batch_len: self.shared.max_batch_bytes,
         }

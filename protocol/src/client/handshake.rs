@@ -15,6 +15,27 @@ wire_struct! {
     }
 }
 
+/// The version ranges this crate speaks for `apis`, as a handshake advertises them.
+///
+/// ```
+/// use floe_protocol::client::{ApiKey, api_version_ranges};
+/// let ranges = api_version_ranges(&[ApiKey::ApiVersions, ApiKey::Produce]);
+/// assert_eq!(ranges[1].api_key, ApiKey::Produce as u16);
+/// assert!(ranges[1].min_version <= ranges[1].max_version);
+/// ```
+pub fn api_version_ranges(apis: &[super::ApiKey]) -> Vec<ApiVersionRange> {
+    apis.iter()
+        .map(|k| {
+            let (min_version, max_version) = k.versions();
+            ApiVersionRange {
+                api_key: *k as u16,
+                min_version,
+                max_version,
+            }
+        })
+        .collect()
+}
+
 wire_struct! {
     /// Handshake request: who the client is and which apis/versions it speaks. Both sides then
     /// use, per api, the highest version in the intersection of the two ranges.
