@@ -17,7 +17,7 @@
 //!   `Bytes`; [`Log::batch_header_at`], [`Log::lookup_time`]. [`Log::last_term`] and every
 //!   term read come from (or are checked against) the term history ([`Log::term_history`]).
 //! - Truncation: [`Log::truncate_suffix`] (Raft conflicts), [`Log::truncate_prefix`],
-//!   [`Log::apply_retention`]; [`Log::verify`] scrubs everything.
+//!   [`Log::apply_retention`]; [`Log::verify`] scrubs everything, [`Log::scrub_step`] a budget at a time.
 //! - Failure: an fsync or write error fails the log ([`Error::Failed`]) for good; a full
 //!   disk is [`Error::NoSpace`] and harms nothing. Damaged data is [`Error::Corruption`] and
 //!   never served.
@@ -73,6 +73,7 @@ mod format;
 mod hard_state;
 mod log;
 mod recovery;
+mod scrub;
 mod segment;
 mod terms;
 pub mod testing;
@@ -83,4 +84,5 @@ pub use error::{CorruptRange, CorruptionKind, Error, ErrorClass, Failure, IoOp, 
 pub use hard_state::{HardState, HardStateFile};
 pub use log::{AppendInfo, Log, ReadBatches, SyncTicket};
 pub use recovery::{RecoveryReport, TermHistoryRecovery, TornTail};
+pub use scrub::ScrubProgress;
 pub use writer::{Appended, Clock, LogReader, LogWriter, PendingAppend, system_now_ms};

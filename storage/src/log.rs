@@ -10,7 +10,7 @@ use crate::config::{FsyncPolicy, LogConfig};
 use crate::error::{CorruptRange, Error, Failure, IoOp, Result, failure, io_err, is_no_space};
 use crate::format::{META_NAME, encode_meta, index_name, log_name};
 use crate::recovery::RecoveryReport;
-use crate::segment::{Segment, Step};
+use crate::segment::Segment;
 use crate::terms::{TERMS_NAME, TermCheck, TermHistory};
 
 /// Where an appended batch landed.
@@ -105,6 +105,8 @@ pub struct Log {
     /// The on-disk history still holds entries past a cut (its rewrite failed without failing
     /// the log): the next append rewrites it before writing a batch.
     pub(crate) terms_dirty: bool,
+    /// Where the background scrub ([`Log::scrub_step`]) continues.
+    pub(crate) scrub: crate::scrub::ScrubCursor,
 }
 
 impl Log {
@@ -853,6 +855,16 @@ impl Log {
     /// Returns the log start afterwards.
     pub fn apply_retention(&mut self, now_ms: u64, max_offset: u64) -> Result<u64> {
         self.check_writable()?;
+        if let Some(start) = self.retention_point(now_ms, max_offset) {
+            self.truncate_prefix(start)?;
+        }
+        Ok(self.log_start)
+    }
+
+    /// Where [`Log::apply_retention`] would move the log start (`None`: nowhere), without
+    /// changing anything. A replicated log discards through its consensus layer instead (the
+    /// broker gives this point to Raft's compaction, which then calls `truncate_prefix`).
+    pub fn retention_point(&self, now_ms: u64, max_offset: u64) -> Option<u64> {
         let mut total = self.size_bytes();
         let mut new_start = None;
         for seg in &self.segments {
@@ -873,10 +885,7 @@ impl Log {
             total -= seg.data_len;
             new_start = Some(seg.next_offset);
         }
-        if let Some(start) = new_start {
-            self.truncate_prefix(start)?;
-        }
-        Ok(self.log_start)
+        new_start
     }
 
     // ----------------------------------------------------------------------------- scrub
@@ -890,50 +899,10 @@ impl Log {
             log_start: self.log_start,
         };
         for seg in &mut self.segments {
-            let (mut pos, mut off, mut term) = (0u64, seg.base, 0u64);
-            while pos < seg.data_len {
-                match seg.check_at(pos, seg.data_len, off, term, terms)? {
-                    Step::Batch(h) => {
-                        term = h.term;
-                        pos += u64::from(h.batch_len);
-                        off = h.next_offset();
-                    }
-                    Step::Bad {
-                        kind,
-                        header: Some(h),
-                    } => {
-                        found.push(seg.mark_corrupt(off, h.next_offset(), pos, kind));
-                        pos += u64::from(h.batch_len);
-                        off = h.next_offset();
-                    }
-                    other => {
-                        // An unskippable header, or zeros/EOF before the data end.
-                        let kind = match other {
-                            Step::Bad { kind, .. } => kind,
-                            _ => crate::error::CorruptionKind::Missing,
-                        };
-                        // Resume at the next index entry past the damage, if any.
-                        let next = seg
-                            .entries
-                            .iter()
-                            .find(|e| u64::from(e.position) > pos)
-                            .copied();
-                        let (end, resume) = match next {
-                            Some(e) => (
-                                seg.base + u64::from(e.relative_offset),
-                                Some(u64::from(e.position)),
-                            ),
-                            None => (seg.next_offset, None),
-                        };
-                        found.push(seg.mark_corrupt(off, end, pos, kind));
-                        match resume {
-                            Some(p) => {
-                                pos = p;
-                                off = end;
-                            }
-                            None => break,
-                        }
-                    }
+            let mut at = crate::scrub::Position::start_of(seg);
+            while at.pos < seg.data_len {
+                if let (_, Some((range, _new))) = crate::scrub::check_batch(seg, &mut at, terms)? {
+                    found.push(range);
                 }
             }
         }

@@ -123,6 +123,7 @@ impl Log {
             report,
             terms: TermHistory::default(),
             terms_dirty: false,
+            scrub: crate::scrub::ScrubCursor::default(),
         };
         log.durable_end = log.log_end();
         log.report.segments = log.segments.len();
