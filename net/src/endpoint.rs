@@ -272,17 +272,34 @@ impl EndpointBuilder {
         Ok(Endpoint {
             inner,
             buffers,
+            served: Arc::default(),
             connect_timeout: self.transport.connect_timeout,
         })
     }
 }
+
+/// The longest a peer link may stay silent before it counts as dead (see [`Endpoint::peer`]).
+pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a peer link waits before sending a keep-alive.
+pub const PEER_KEEP_ALIVE: Duration = Duration::from_secs(1);
 
 /// A QUIC endpoint: one UDP socket, any number of connections.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     inner: quinn::Endpoint,
     buffers: Option<SocketBuffers>,
+    /// The connections [`crate::serve`] is serving on this endpoint, by quinn's stable id
+    /// (each entry is removed when its connection ends), for [`Endpoint::served_rtts`] and the
+    /// per-address connection limit.
+    pub(crate) served: Arc<std::sync::Mutex<Served>>,
     connect_timeout: Duration,
+}
+
+/// Connections being served, and how many per remote IP address.
+#[derive(Debug, Default)]
+pub(crate) struct Served {
+    pub(crate) connections: std::collections::HashMap<usize, Connection>,
+    pub(crate) per_ip: std::collections::HashMap<std::net::IpAddr, u32>,
 }
 
 impl Endpoint {
@@ -325,14 +342,27 @@ impl Endpoint {
 
     /// A broker's peer endpoint: accepts and dials `floe-peer/1` with mutual TLS. Both sides
     /// present `identity` and require the other's certificate to be signed by `ca`.
+    ///
+    /// Peer links declare a connection dead after at most [`PEER_IDLE_TIMEOUT`] of silence
+    /// (keep-alives at most every [`PEER_KEEP_ALIVE`]): Raft heartbeats flow every tick, so
+    /// silence means the peer is gone, and a node that was killed and restarted is only
+    /// reachable again once its peers drop the connection to its old incarnation and dial
+    /// anew. With the client default (30 s) a restarted node waited that long to rejoin.
     pub fn peer(
         bind: SocketAddr,
         identity: &Identity,
         ca: &CaCerts,
         options: &EndpointOptions,
     ) -> Result<Self, EndpointError> {
+        let mut transport = options.transport.clone();
+        transport.idle_timeout = transport.idle_timeout.min(PEER_IDLE_TIMEOUT);
+        transport.keep_alive = Some(
+            transport
+                .keep_alive
+                .map_or(PEER_KEEP_ALIVE, |k| k.min(PEER_KEEP_ALIVE)),
+        );
         Self::builder(SocketSource::Bind(bind, options.socket.clone()))
-            .transport(options.transport.clone())
+            .transport(transport)
             .server(server_crypto(identity, Alpn::Peer, Some(ca))?)
             .client(client_crypto(ca, Alpn::Peer, Some(identity))?)
             .build()
@@ -391,6 +421,19 @@ impl Endpoint {
     /// The socket buffers asked for and granted (`None` for an abstract socket).
     pub fn socket_buffers(&self) -> Option<SocketBuffers> {
         self.buffers
+    }
+
+    /// Connections open on this endpoint, both dialled and accepted (quinn's count: closed
+    /// ones leave it once fully drained).
+    pub fn open_connections(&self) -> usize {
+        self.inner.open_connections()
+    }
+
+    /// The current round-trip time estimate of every connection [`crate::serve`] is
+    /// serving on this endpoint (accepted connections).
+    pub fn served_rtts(&self) -> Vec<Duration> {
+        let served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+        served.connections.values().map(Connection::rtt).collect()
     }
 
     /// The underlying quinn endpoint.

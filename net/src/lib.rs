@@ -88,8 +88,9 @@ pub use endpoint::{
     SocketSource, negotiated_alpn, peer_certificates,
 };
 pub use rpc::{
-    CallError, FnHandler, Handler, IncomingRequest, IncomingStream, Responder, ServeOptions, call,
-    call_client, call_peer, handler_fn, open_frame_stream, serve, serve_connection,
+    CallError, CloseCode, DEFAULT_MAX_CONNECTIONS_PER_IP, FnHandler, Handler, IncomingRequest,
+    IncomingStream, Responder, ServeOptions, TOO_MANY_CONNECTIONS_REASON, call, call_client,
+    call_peer, handler_fn, open_frame_stream, serve, serve_connection,
 };
 pub use stream::{FrameReader, FrameWriter, StreamCode, StreamError};
 pub use tls::{Alpn, CaCerts, Identity, TlsError};

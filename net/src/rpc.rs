@@ -182,6 +182,10 @@ pub struct ServeOptions {
     /// stream that stays silent longer is reset with [`StreamCode::TIMED_OUT`], so idle
     /// streams cannot pin tasks (each connection has at most `max_concurrent_bidi_streams`).
     pub request_timeout: Duration,
+    /// Connections one remote IP address may have open at once (0: no limit). One more is
+    /// closed right after its handshake with [`CloseCode::TOO_MANY_CONNECTIONS`] and the
+    /// reason [`TOO_MANY_CONNECTIONS_REASON`].
+    pub max_connections_per_ip: u32,
 }
 
 impl Default for ServeOptions {
@@ -189,8 +193,77 @@ impl Default for ServeOptions {
         ServeOptions {
             limits: FrameLimits::default(),
             request_timeout: Duration::from_secs(30),
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
         }
     }
+}
+
+/// The default [`ServeOptions::max_connections_per_ip`]: a bound against a runaway client,
+/// high enough for load generators that open one connection per simulated producer from one
+/// host (floe-bench allows 1024 producers plus consumers).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 4096;
+
+/// The reason text of a connection closed for [`CloseCode::TOO_MANY_CONNECTIONS`].
+pub const TOO_MANY_CONNECTIONS_REASON: &[u8] = b"too many connections from this address";
+
+/// Application error codes a server closes a whole connection with (QUIC
+/// `CONNECTION_CLOSE`, with a human-readable reason alongside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CloseCode(pub u32);
+
+impl CloseCode {
+    /// A normal close (the endpoint shuts down).
+    pub const NO_ERROR: CloseCode = CloseCode(0);
+    /// The remote address already has [`ServeOptions::max_connections_per_ip`] connections.
+    pub const TOO_MANY_CONNECTIONS: CloseCode = CloseCode(1);
+
+    /// The code as a QUIC varint.
+    pub fn varint(self) -> quinn::VarInt {
+        quinn::VarInt::from_u32(self.0)
+    }
+}
+
+/// Removes a served connection from its endpoint's table when its serving task ends (also
+/// when it is cancelled).
+struct ServedGuard {
+    endpoint: Endpoint,
+    id: usize,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for ServedGuard {
+    fn drop(&mut self) {
+        let mut served = self
+            .endpoint
+            .served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        served.connections.remove(&self.id);
+        if let Some(n) = served.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                served.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Registers `conn` as served on `endpoint` unless its address is at the limit.
+fn admit(endpoint: &Endpoint, conn: &Connection, limit: u32) -> Option<ServedGuard> {
+    let ip = conn.remote_address().ip();
+    let mut served = endpoint.served.lock().unwrap_or_else(|e| e.into_inner());
+    let n = served.per_ip.entry(ip).or_insert(0);
+    if limit != 0 && *n >= limit {
+        return None;
+    }
+    *n += 1;
+    let id = conn.stable_id();
+    served.connections.insert(id, conn.clone());
+    Some(ServedGuard {
+        endpoint: endpoint.clone(),
+        id,
+        ip,
+    })
 }
 
 /// A request that arrived on a new bidirectional stream.
@@ -465,7 +538,10 @@ pub async fn serve_connection<H: Handler>(
 }
 
 /// Accepts connections on `endpoint` until it is closed, serving each with
-/// [`serve_connection`] in a task of its own. Failed handshakes are logged and dropped.
+/// [`serve_connection`] in a task of its own. Failed handshakes are logged and dropped; a
+/// connection from an address that already has [`ServeOptions::max_connections_per_ip`] is
+/// closed with [`CloseCode::TOO_MANY_CONNECTIONS`]. Served connections are visible through
+/// [`Endpoint::served_rtts`] while they last.
 pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, options: ServeOptions) {
     let mut connections = JoinSet::new();
     while let Some(incoming) = endpoint.accept().await {
@@ -475,6 +551,15 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, options: Ser
             match endpoint.establish(incoming).await {
                 Ok(conn) => {
                     let remote = conn.remote_address();
+                    let Some(_served) = admit(&endpoint, &conn, options.max_connections_per_ip)
+                    else {
+                        tracing::info!(%remote, limit = options.max_connections_per_ip, "refusing a connection: too many from this address");
+                        conn.close(
+                            CloseCode::TOO_MANY_CONNECTIONS.varint(),
+                            TOO_MANY_CONNECTIONS_REASON,
+                        );
+                        return;
+                    };
                     let reason = serve_connection(conn, handler, options).await;
                     tracing::debug!(%remote, %reason, "connection ended");
                 }

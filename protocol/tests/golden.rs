@@ -912,4 +912,43 @@ fn peer_frames() {
         }
         .into(),
     );
+    check_peer(
+        "p_controller_call",
+        ControllerCallRequest {
+            origin_node: 4,
+            command: Bytes::from_static(&[1, 5, 1, 0, 0, 0, b't']),
+        }
+        .into(),
+    );
+    check_peer_response(
+        "p_controller_call_resp",
+        ControllerCallResponse {
+            error: ErrorCode::TopicAlreadyExists,
+            leader: None,
+            message: Some(string("topic already exists")),
+            value: 0,
+            count: 0,
+            version: 17,
+        }
+        .into(),
+    );
+    check_peer(
+        "p_controller_fetch",
+        ControllerFetchRequest {
+            origin_node: 4,
+            known_version: 16,
+            max_wait_ms: 5000,
+        }
+        .into(),
+    );
+    check_peer_response(
+        "p_controller_fetch_resp",
+        ControllerFetchResponse {
+            error: ErrorCode::None,
+            leader: Some(2),
+            version: 17,
+            state: Bytes::from_static(b"state"),
+        }
+        .into(),
+    );
 }

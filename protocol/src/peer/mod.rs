@@ -10,8 +10,9 @@
 //! [`AppendEntriesResponse`] are messages of their own). Messages of one Raft group must stay on
 //! one stream to keep their order; a sender may spread groups over several streams (for
 //! example by `group_id % n`) so one slow partition never blocks another. Snapshot chunks use
-//! a stream of their own. [`ForwardRequest`] is a unary call: one bidirectional stream, one
-//! request frame, one [`ForwardResponse`] frame.
+//! a stream of their own. [`ForwardRequest`], [`ControllerCallRequest`] and
+//! [`ControllerFetchRequest`] are unary calls: one bidirectional stream, one request frame, one
+//! response frame.
 
 mod raft;
 
@@ -48,6 +49,10 @@ api_keys! {
         InstallSnapshotResponse = 9,
         /// A client request forwarded to the controller leader.
         Forward = 10,
+        /// A broker's proposal of a controller command to the controller leader.
+        ControllerCall = 11,
+        /// A broker's (long-poll) read of the controller's metadata state.
+        ControllerFetch = 12,
     }
 }
 
@@ -89,14 +94,19 @@ message_enum! {
         InstallSnapshot(InstallSnapshot),
         InstallSnapshotResponse(InstallSnapshotResponse),
         Forward(ForwardRequest),
+        ControllerCall(ControllerCallRequest),
+        ControllerFetch(ControllerFetchRequest),
     }
 }
 
 message_enum! {
-    /// A peer response body (to the unary calls `Hello` and `Forward`).
+    /// A peer response body (to the unary calls `Hello`, `Forward`, `ControllerCall` and
+    /// `ControllerFetch`).
     pub enum PeerResponse: PeerApiKey, Response {
         Hello(PeerHelloResponse),
         Forward(ForwardResponse),
+        ControllerCall(ControllerCallResponse),
+        ControllerFetch(ControllerFetchResponse),
     }
 }
 

@@ -290,3 +290,64 @@ wire_struct! {
         pub frame: Bytes,
     }
 }
+
+wire_struct! {
+    /// A broker's call to the controller leader: propose one controller command (the
+    /// broker's own registration, heartbeat or producer-id request, or a topic change a client
+    /// asked it for) and answer once it is committed and applied.
+    pub struct ControllerCallRequest {
+        /// Node that makes the call.
+        pub origin_node: u64,
+        /// The controller command payload (the broker's versioned command encoding).
+        pub command: Bytes,
+    }
+}
+
+wire_struct! {
+    /// The controller leader's answer to a [`ControllerCallRequest`].
+    pub struct ControllerCallResponse {
+        /// `NotController` (with `leader`) off the leader, `RequestTimedOut` when the command's
+        /// outcome is unknown; else the command's own outcome (`None`, `TopicAlreadyExists`,
+        /// `InvalidReplicationFactor`, ...).
+        pub error: ErrorCode,
+        /// Controller leader, when `error` is `NotController`.
+        pub leader: Option<u64>,
+        /// Why the command failed, for people.
+        pub message: Option<String>,
+        /// The command's result value: the registration epoch, the created topic's id, or the
+        /// first id of a producer-id block (0 otherwise).
+        pub value: u64,
+        /// The size of a producer-id block (0 otherwise).
+        pub count: u32,
+        /// The metadata version once the command applied.
+        pub version: u64,
+    }
+}
+
+wire_struct! {
+    /// A broker's read of the controller's metadata: answered at once if the state's version
+    /// is above `known_version`, else when it rises or after `max_wait_ms`.
+    pub struct ControllerFetchRequest {
+        /// Node that makes the call.
+        pub origin_node: u64,
+        /// The version the caller holds (0: none).
+        pub known_version: u64,
+        /// Longest the controller holds the call before answering with no state.
+        pub max_wait_ms: u32,
+    }
+}
+
+wire_struct! {
+    /// The controller leader's answer to a [`ControllerFetchRequest`].
+    pub struct ControllerFetchResponse {
+        /// `NotController` (with `leader`) off the leader.
+        pub error: ErrorCode,
+        /// Controller leader, when `error` is `NotController`.
+        pub leader: Option<u64>,
+        /// The state's version.
+        pub version: u64,
+        /// The whole state (the controller's checksummed snapshot encoding); empty when the
+        /// version is not above the caller's.
+        pub state: Bytes,
+    }
+}
