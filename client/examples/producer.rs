@@ -1,4 +1,5 @@
-//! Produce records to a topic, one per line of stdin (or numbered ones).
+//! Produce `count` numbered records to a topic (keyed over 16 keys), all in flight at once,
+//! and report how long they took.
 //!
 //! ```text
 //! FLOE_BROKERS=127.0.0.1:9092 FLOE_CA_CERT=certs/ca.pem \

@@ -214,15 +214,60 @@ impl Admin {
         }
     }
 
-    /// Describes topics; an unknown topic is an error naming it.
+    /// Describes topics; an unknown topic is an error naming it. A partition's leader is
+    /// asked of its replicas when the broker that answered hosts none of them (and so
+    /// cannot tell); it stays `None` while none of them knows one either (an election).
     pub async fn describe_topics(&self, names: &[&str]) -> Result<Vec<TopicDescription>> {
         let request = Request::from(DescribeTopicsRequest {
             names: names.iter().map(|n| n.to_string()).collect(),
         });
-        let topics = match self.call(&request).await? {
-            Response::DescribeTopics(r) => r.topics,
-            _ => return Err(unexpected(ApiKey::DescribeTopics)),
+        let (from, response) = self.call_from(&request).await?;
+        let Response::DescribeTopics(r) = response else {
+            return Err(unexpected(ApiKey::DescribeTopics));
         };
+        let mut topics = r.topics;
+        // Which replica to ask for each leaderless partition: the first at another address.
+        let mut ask: Vec<(crate::metadata::BrokerAddr, Vec<String>)> = Vec::new();
+        for t in topics.iter().filter(|t| t.error.is_ok()) {
+            for p in t.partitions.iter().filter(|p| p.leader.is_none()) {
+                let Some(broker) = p
+                    .replicas
+                    .iter()
+                    .filter_map(|r| self.client.broker_addr(*r))
+                    .find(|b| b.addr != from.addr)
+                else {
+                    continue;
+                };
+                match ask.iter_mut().find(|(b, _)| b.addr == broker.addr) {
+                    Some((_, ts)) if !ts.contains(&t.name) => ts.push(t.name.clone()),
+                    Some(_) => {}
+                    None => ask.push((broker, vec![t.name.clone()])),
+                }
+            }
+        }
+        for (broker, names) in ask {
+            let request = Request::from(DescribeTopicsRequest { names });
+            let Ok(Response::DescribeTopics(r)) = self.client.call(&broker, &request).await else {
+                continue;
+            };
+            for known in r.topics.iter().filter(|t| t.error.is_ok()) {
+                let Some(t) = topics.iter_mut().find(|t| t.name == known.name) else {
+                    continue;
+                };
+                for kp in known.partitions.iter().filter(|p| p.leader.is_some()) {
+                    if let Some(p) = t
+                        .partitions
+                        .iter_mut()
+                        .find(|p| p.partition == kp.partition && p.leader.is_none())
+                    {
+                        p.error = kp.error;
+                        p.leader = kp.leader;
+                        p.leader_term = kp.leader_term;
+                        p.in_sync = kp.in_sync.clone();
+                    }
+                }
+            }
+        }
         topics
             .into_iter()
             .map(|t| {
@@ -266,9 +311,17 @@ impl Admin {
     /// One admin call with retries; a response whose top-level error is retryable
     /// (`NotController`, ...) is retried like a transport error.
     async fn call(&self, request: &Request) -> Result<Response> {
+        self.call_from(request).await.map(|(_, r)| r)
+    }
+
+    /// [`call`](Self::call), and which broker answered.
+    async fn call_from(
+        &self,
+        request: &Request,
+    ) -> Result<(crate::metadata::BrokerAddr, Response)> {
         self.client
             .with_retries(|| async {
-                let response = self.client.call_any_once(request).await?;
+                let (from, response) = self.client.call_any_once_from(request).await?;
                 let retryable = match &response {
                     Response::CreateTopics(r) => r.results.iter().find(|t| t.error.is_retryable()),
                     Response::DeleteTopics(r) => r.results.iter().find(|t| t.error.is_retryable()),
@@ -290,7 +343,7 @@ impl Admin {
                     Response::DescribeCluster(r) if r.error.is_retryable() => {
                         Err(Error::broker(request.api_key(), r.error))
                     }
-                    _ => Ok(response),
+                    _ => Ok((from, response)),
                 }
             })
             .await

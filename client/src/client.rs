@@ -42,7 +42,12 @@ pub struct ClientBuilder {
     client_id: Option<String>,
     config: Config,
     endpoint: EndpointOptions,
+    idle_timeout: Duration,
 }
+
+/// Default of [`ClientBuilder::idle_timeout`]: a third of QUIC's usual 30 s, still far above
+/// any pause of a live broker (keep-alives go out every quarter of it).
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The settings every request uses.
 #[derive(Debug, Clone)]
@@ -153,9 +158,22 @@ impl ClientBuilder {
     }
 
     /// QUIC and socket settings (for example [`EndpointOptions::loopback`], or a smaller
-    /// `stream_receive_window` to bound what a subscription may have in flight).
+    /// `stream_receive_window` to bound what a subscription may have in flight). Their
+    /// keep-alive and idle timeout are replaced by [`idle_timeout`](Self::idle_timeout).
     pub fn endpoint_options(mut self, options: EndpointOptions) -> Self {
         self.endpoint = options;
+        self
+    }
+
+    /// How long a broker connection may stay silent before the client declares the broker
+    /// gone (default 10 s). Keep-alives go out every quarter of it, so a live broker always
+    /// answers in time; a broker that died without closing its connections (a crash, a
+    /// power cut, a network partition) is noticed after this long even when nothing else is
+    /// waiting on it: an idle subscription then moves to the partition's new leader. Lower
+    /// it to fail over faster, at the risk of dropping connections to a broker that is
+    /// merely stalled.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
         self
     }
 
@@ -172,6 +190,12 @@ impl ClientBuilder {
             return Err(Error::Config {
                 field: "request_timeout",
                 reason: "must be above zero",
+            });
+        }
+        if self.idle_timeout < Duration::from_millis(100) {
+            return Err(Error::Config {
+                field: "idle_timeout",
+                reason: "must be at least 100 ms",
             });
         }
         let ca = match self.ca {
@@ -201,7 +225,10 @@ impl ClientBuilder {
         } else {
             "0.0.0.0:0".parse().expect("valid address")
         };
-        let endpoint = Endpoint::client(bind, &ca, &self.endpoint)?;
+        let mut options = self.endpoint;
+        options.transport.idle_timeout = self.idle_timeout;
+        options.transport.keep_alive = Some(self.idle_timeout / 4);
+        let endpoint = Endpoint::client(bind, &ca, &options)?;
         let inner = Arc::new(Inner {
             endpoint,
             config: self.config,
@@ -226,7 +253,7 @@ impl ClientBuilder {
     }
 }
 
-/// The apis this client calls.
+/// The apis this client needs every broker to support.
 const USED_APIS: &[ApiKey] = &[
     ApiKey::ApiVersions,
     ApiKey::Metadata,
@@ -235,22 +262,39 @@ const USED_APIS: &[ApiKey] = &[
     ApiKey::ListTopics,
     ApiKey::DescribeTopics,
     ApiKey::Produce,
-    ApiKey::Subscribe,
-    ApiKey::SubscribeCredit,
     ApiKey::ListOffsets,
     ApiKey::InitProducerId,
     ApiKey::DescribeCluster,
 ];
 
-/// The first api this client uses for which the broker's ranges share no version with
-/// ours (the protocol forbids calling it).
+/// Consumers read with server-pushed subscriptions when a broker has them, else with fetch
+/// long-polls: a broker needs one of the two.
+const SUBSCRIBE_APIS: &[ApiKey] = &[ApiKey::Subscribe, ApiKey::SubscribeCredit];
+
+/// Whether the broker's ranges share a version of `api` with ours (the protocol forbids
+/// calling it otherwise).
+fn supports(broker: &[ApiVersionRange], api: ApiKey) -> bool {
+    let (min, max) = api.versions();
+    broker
+        .iter()
+        .any(|r| r.api_key == api as u16 && r.min_version <= max && min <= r.max_version)
+}
+
+/// The first api this client needs that the broker lacks (for reading: subscribe or, when
+/// that is missing, fetch).
 fn unsupported_api(broker: &[ApiVersionRange]) -> Option<ApiKey> {
-    USED_APIS.iter().copied().find(|api| {
-        let (min, max) = api.versions();
-        !broker
-            .iter()
-            .any(|r| r.api_key == *api as u16 && r.min_version <= max && min <= r.max_version)
-    })
+    if let Some(api) = USED_APIS.iter().copied().find(|a| !supports(broker, *a)) {
+        return Some(api);
+    }
+    if !subscribe_supported(broker) && !supports(broker, ApiKey::Fetch) {
+        return Some(ApiKey::Subscribe);
+    }
+    None
+}
+
+/// Whether the broker can serve subscriptions (else consumers fetch).
+fn subscribe_supported(broker: &[ApiVersionRange]) -> bool {
+    SUBSCRIBE_APIS.iter().all(|a| supports(broker, *a))
 }
 
 /// Parses CA certificates from PEM text.
@@ -328,6 +372,9 @@ pub struct Client {
 #[derive(Debug, Default)]
 struct Slot {
     conn: Option<Connection>,
+    /// Whether the broker serves subscriptions (from its handshake, or cleared when it
+    /// refused one); consumers fall back to fetch long-polls when it does not.
+    subscribe: bool,
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -409,6 +456,7 @@ impl Client {
             client_id: None,
             config: Config::default(),
             endpoint: EndpointOptions::default(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 
@@ -497,6 +545,20 @@ impl Client {
     /// The live connection to `broker`, connecting (after the backoff of earlier failures)
     /// if there is none.
     pub(crate) async fn connection(&self, broker: &BrokerAddr) -> Result<Connection> {
+        self.connection_and_subscribe(broker).await.map(|(c, _)| c)
+    }
+
+    /// Remembers that the broker at `addr` refused a subscription as unsupported, so its
+    /// consumers fetch instead (until a new connection's handshake says otherwise).
+    pub(crate) async fn subscribe_refused(&self, addr: SocketAddr) {
+        self.slot(addr).lock().await.subscribe = false;
+    }
+
+    /// [`connection`](Self::connection), and whether the broker serves subscriptions.
+    pub(crate) async fn connection_and_subscribe(
+        &self,
+        broker: &BrokerAddr,
+    ) -> Result<(Connection, bool)> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
@@ -504,7 +566,7 @@ impl Client {
         let mut slot = slot.lock().await;
         if let Some(conn) = &slot.conn {
             if conn.close_reason().is_none() {
-                return Ok(conn.clone());
+                return Ok((conn.clone(), slot.subscribe));
             }
             slot.conn = None;
         }
@@ -521,11 +583,12 @@ impl Client {
             }),
         };
         match connected {
-            Ok(conn) => {
+            Ok((conn, subscribe)) => {
                 slot.failures = 0;
                 slot.retry_at = None;
                 slot.conn = Some(conn.clone());
-                Ok(conn)
+                slot.subscribe = subscribe;
+                Ok((conn, subscribe))
             }
             Err(e) => {
                 let cfg = self.config();
@@ -541,8 +604,9 @@ impl Client {
         }
     }
 
-    /// Dials and handshakes (`ApiVersions`).
-    async fn connect(&self, broker: &BrokerAddr) -> Result<Connection> {
+    /// Dials and handshakes (`ApiVersions`); also says whether the broker serves
+    /// subscriptions.
+    async fn connect(&self, broker: &BrokerAddr) -> Result<(Connection, bool)> {
         let addr = broker.addr;
         let conn = self
             .inner
@@ -561,7 +625,7 @@ impl Client {
         });
         match self.call_on(&conn, addr, &request).await? {
             Response::ApiVersions(r) if r.error.is_ok() => match unsupported_api(&r.apis) {
-                None => Ok(conn),
+                None => Ok((conn, subscribe_supported(&r.apis))),
                 Some(api) => {
                     conn.close(0u32.into(), b"no common api version");
                     Err(Error::broker(api, ErrorCode::UnsupportedVersion))
@@ -667,12 +731,20 @@ impl Client {
 
     /// One call to any reachable broker: each known address in turn until one answers.
     pub(crate) async fn call_any_once(&self, request: &Request) -> Result<Response> {
+        self.call_any_once_from(request).await.map(|(_, r)| r)
+    }
+
+    /// [`call_any_once`](Self::call_any_once), and which broker answered.
+    pub(crate) async fn call_any_once_from(
+        &self,
+        request: &Request,
+    ) -> Result<(BrokerAddr, Response)> {
         let brokers = self.any_brokers();
         let tried = brokers.len();
         let mut last = None;
         for broker in brokers {
             match self.call(&broker, request).await {
-                Ok(r) => return Ok(r),
+                Ok(r) => return Ok((broker, r)),
                 Err(e) if e.is_retryable() => last = Some(e),
                 Err(e) => return Err(e),
             }
@@ -727,18 +799,40 @@ impl Client {
         let request = Request::from(MetadataRequest {
             topics: topics.clone(),
         });
-        let response = match self.call_any_once(&request).await? {
-            Response::Metadata(m) => m,
-            _ => {
-                return Err(Error::UnexpectedResponse {
-                    api: ApiKey::Metadata,
-                    addr: self.inner.bootstrap[0].addr,
-                });
-            }
+        let (from, response) = self.call_any_once_from(&request).await?;
+        let Response::Metadata(response) = response else {
+            return Err(Error::UnexpectedResponse {
+                api: ApiKey::Metadata,
+                addr: from.addr,
+            });
         };
         self.apply_metadata(response).await;
+        self.ask_replicas_for_leaders(topics.as_deref(), from.addr)
+            .await;
         *last = LastRefresh { ticket, topics };
         Ok(())
+    }
+
+    /// A broker that hosts no replica of a partition cannot tell who leads it (until the
+    /// controller tracks leaders, each broker knows only the partitions it hosts): ask the
+    /// partition's replicas instead, once each, and take the leaders they know.
+    async fn ask_replicas_for_leaders(&self, topics: Option<&[String]>, asked: SocketAddr) {
+        let ask = self.read_metadata().replicas_to_ask(topics, asked);
+        for (broker, topics) in ask {
+            let request = Request::from(MetadataRequest {
+                topics: Some(topics),
+            });
+            match self.call(&broker, &request).await {
+                Ok(Response::Metadata(m)) => self.write_metadata().merge_leaders(&m),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(addr = %broker.addr, error = %e, "replica metadata"),
+            }
+        }
+    }
+
+    /// Broker `id`'s address, if the metadata knows it.
+    pub(crate) fn broker_addr(&self, id: u64) -> Option<BrokerAddr> {
+        self.read_metadata().broker(id)
     }
 
     async fn apply_metadata(&self, response: MetadataResponse) {
@@ -888,9 +982,17 @@ mod tests {
             })
             .collect();
         assert_eq!(unsupported_api(&all), None);
+        assert!(subscribe_supported(&all));
         let mut without_produce = all.clone();
         without_produce.retain(|r| r.api_key != ApiKey::Produce as u16);
         assert_eq!(unsupported_api(&without_produce), Some(ApiKey::Produce));
+        // Without subscriptions, fetch will do; without both, nothing can read.
+        let mut without_subscribe = all.clone();
+        without_subscribe.retain(|r| r.api_key != ApiKey::SubscribeCredit as u16);
+        assert_eq!(unsupported_api(&without_subscribe), None);
+        assert!(!subscribe_supported(&without_subscribe));
+        without_subscribe.retain(|r| r.api_key != ApiKey::Fetch as u16);
+        assert_eq!(unsupported_api(&without_subscribe), Some(ApiKey::Subscribe));
         let mut too_new = all;
         too_new[ApiKey::Metadata as usize].min_version = 2;
         assert_eq!(unsupported_api(&too_new), Some(ApiKey::Metadata));

@@ -7,6 +7,10 @@
 //! stream, and stops granting the broker byte credit, so a slow consumer slows the broker's
 //! pushes instead of growing memory.
 //!
+//! A broker that does not serve subscriptions (its handshake leaves them out, or it refuses
+//! one as unsupported) is read with fetch long-polls instead, under the same buffer bound:
+//! the next fetch goes out only once the last answer's records found room.
+//!
 //! **Consumer groups** (a separate issue) will sit on top of this: a group member gets its
 //! partitions and committed offsets from the coordinator and calls [`Consumer::assign`] /
 //! [`Consumer::unassign`] with them; [`Consumer::position`] is what it commits.
@@ -22,15 +26,16 @@ use floe_net::{FrameReader, FrameWriter};
 use floe_protocol::ErrorCode;
 use floe_protocol::batch::{BatchIter, BatchLimits, CompressionCodec};
 use floe_protocol::client::{
-    ApiKey, ClientFrame, FetchPartition, FetchPartitionResult, FetchTopic, ListOffsetsPartition,
-    ListOffsetsRequest, ListOffsetsTopic, OffsetSpec, Push, Request, Response, SubscribeCredit,
-    SubscribeRequest, decode_client_frame,
+    ApiKey, ClientFrame, FetchPartition, FetchPartitionResult, FetchRequest, FetchTopic,
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, OffsetSpec, Push, Request,
+    Response, SubscribeCredit, SubscribeRequest, decode_client_frame,
 };
 use futures_core::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::client::{Client, Config, lock};
 use crate::error::{Error, Result};
+use crate::metadata::BrokerAddr;
 use crate::record::{ConsumerRecord, TopicPartition};
 
 /// Where a partition's reading starts.
@@ -52,6 +57,7 @@ pub struct ConsumerBuilder {
     client: Client,
     max_buffered_bytes: usize,
     max_partition_bytes: u32,
+    subscriptions: bool,
 }
 
 impl ConsumerBuilder {
@@ -69,6 +75,14 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Read with server-pushed subscriptions where brokers serve them (the default), or,
+    /// with `false`, always with fetch long-polls: one request per answer, so more round
+    /// trips, for paths that should see plain request/response traffic only.
+    pub fn subscriptions(mut self, on: bool) -> Self {
+        self.subscriptions = on;
+        self
+    }
+
     /// Makes the consumer (no partitions assigned yet).
     pub fn build(self) -> Result<Consumer> {
         if self.max_buffered_bytes == 0 || self.max_buffered_bytes > Semaphore::MAX_PERMITS {
@@ -83,6 +97,7 @@ impl ConsumerBuilder {
                 client: self.client,
                 max_buffered_bytes: self.max_buffered_bytes,
                 max_partition_bytes: self.max_partition_bytes.max(1),
+                subscriptions: self.subscriptions,
                 memory: Arc::new(Semaphore::new(self.max_buffered_bytes)),
                 tx: Mutex::new(Some(tx)),
                 parts: Mutex::new(HashMap::new()),
@@ -130,6 +145,7 @@ struct Shared {
     client: Client,
     max_buffered_bytes: usize,
     max_partition_bytes: u32,
+    subscriptions: bool,
     memory: Arc<Semaphore>,
     /// Where readers deliver; taken on close so the stream ends once the readers are gone.
     tx: Mutex<Option<mpsc::UnboundedSender<Item>>>,
@@ -181,6 +197,7 @@ impl Consumer {
             client: client.clone(),
             max_buffered_bytes: 16 * 1024 * 1024,
             max_partition_bytes: 1024 * 1024,
+            subscriptions: true,
         }
     }
 
@@ -195,7 +212,9 @@ impl Consumer {
         if let Some(old) = parts.get_mut(&tp).and_then(|p| p.reader.take()) {
             old.abort();
         }
-        let reader = self.spawn_reader(tp.clone(), generation, position);
+        // Earliest, latest and timestamp offsets come from the leader: committed positions.
+        let committed = !matches!(start, StartFrom::Offset(_));
+        let reader = self.spawn_reader(tp.clone(), generation, position, committed);
         parts.insert(
             tp,
             PartState {
@@ -245,6 +264,28 @@ impl Consumer {
 
     /// Continues `tp` from `offset`: buffered records of `tp` are dropped and the next one
     /// the stream yields for it is at `offset` (or the first after it).
+    ///
+    /// ```no_run
+    /// # async fn demo(consumer: floe_client::Consumer) -> floe_client::Result<()> {
+    /// use floe_client::{StartFrom, TopicPartition};
+    /// use futures_util::StreamExt;
+    /// let tp = TopicPartition::new("orders", 0);
+    /// consumer.assign(tp.clone(), StartFrom::Latest).await?;
+    /// // Replay the last 100 records, then follow new ones.
+    /// let end = consumer.position(&tp)?;
+    /// consumer.seek(&tp, end.saturating_sub(100))?;
+    /// let mut records = consumer.stream();
+    /// while let Some(r) = records.next().await {
+    ///     let r = r?;
+    ///     if r.value.is_none() {
+    ///         // Hold this partition while something else catches up; its position stays.
+    ///         consumer.pause(&tp)?;
+    ///         consumer.resume(&tp)?;
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn seek(&self, tp: &TopicPartition, offset: u64) -> Result<()> {
         let mut parts = lock(&self.shared.parts);
         let part = parts.get_mut(tp).ok_or_else(|| not_assigned(tp))?;
@@ -254,7 +295,7 @@ impl Consumer {
             task.abort();
         }
         if !part.paused {
-            part.reader = self.spawn_reader(tp.clone(), part.generation, offset);
+            part.reader = self.spawn_reader(tp.clone(), part.generation, offset, false);
         }
         Ok(())
     }
@@ -284,7 +325,7 @@ impl Consumer {
         let part = parts.get_mut(tp).ok_or_else(|| not_assigned(tp))?;
         if part.paused {
             part.paused = false;
-            part.reader = self.spawn_reader(tp.clone(), part.generation, part.position);
+            part.reader = self.spawn_reader(tp.clone(), part.generation, part.position, false);
         }
         Ok(())
     }
@@ -340,11 +381,14 @@ impl Consumer {
         list_offset(&self.shared.client, tp, spec).await
     }
 
+    /// Starts `tp`'s reader at `position`; `committed`: a broker named that offset (so it
+    /// exists, even if a newly elected leader does not know it yet).
     fn spawn_reader(
         &self,
         tp: TopicPartition,
         generation: u64,
         position: u64,
+        committed: bool,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let tx = lock(&self.shared.tx).clone()?;
         Some(tokio::spawn(read_partition(
@@ -353,6 +397,7 @@ impl Consumer {
             tp,
             generation,
             position,
+            committed,
         )))
     }
 }
@@ -468,17 +513,33 @@ async fn read_partition(
     tp: TopicPartition,
     generation: u64,
     mut next: u64,
+    start_committed: bool,
 ) {
+    let start = next;
     let mut attempt = 0u32;
     let topic: Arc<str> = Arc::from(tp.topic.as_str());
     while is_current(&shared, &tp, generation) {
         let before = next;
-        let result = subscribe_once(&shared, &tx, &tp, &topic, generation, &mut next).await;
+        let result = read_once(&shared, &tx, &tp, &topic, generation, &mut next).await;
         if next > before {
             attempt = 0;
         }
         let error = match result {
             Ok(()) => Error::broker(ApiKey::Subscribe, ErrorCode::BrokerNotAvailable),
+            // An offset past the broker's high watermark is worth waiting for only if it is
+            // known to be committed: records were read up to it, or a broker named it. An
+            // offset the user chose may simply not exist.
+            Err(Error::OffsetNotYetAvailable { offset, .. })
+                if !(start_committed || next > start) =>
+            {
+                Error::Broker {
+                    code: ErrorCode::OffsetOutOfRange,
+                    api: ApiKey::Subscribe,
+                    topic: Some(tp.topic.clone()),
+                    partition: Some(tp.partition),
+                    message: Some(format!("offset {offset} is past the end of the log")),
+                }
+            }
             Err(e) => e,
         };
         if !error.is_retryable() {
@@ -524,8 +585,13 @@ fn stream_error(addr: std::net::SocketAddr, e: floe_net::StreamError, send: bool
     }
 }
 
-/// One subscription: returns when the stream ends (Ok) or fails.
-async fn subscribe_once(
+/// Longest a fallback fetch long-poll waits at the broker (also bounded by half the
+/// request timeout, so an idle partition's fetch is never mistaken for a dead broker).
+const FETCH_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads `tp` at its leader until the reading ends (Ok: the broker closed it) or fails:
+/// with a subscription when the leader serves them, else with fetch long-polls.
+async fn read_once(
     shared: &Shared,
     tx: &mpsc::UnboundedSender<Item>,
     tp: &TopicPartition,
@@ -535,7 +601,142 @@ async fn subscribe_once(
 ) -> Result<()> {
     let client = &shared.client;
     let (_, broker) = client.leader_addr(tp).await?;
-    let conn = client.connection(&broker).await?;
+    let (conn, subscribe) = client.connection_and_subscribe(&broker).await?;
+    if subscribe && shared.subscriptions {
+        let result = subscribe_once(shared, tx, tp, topic, generation, next, &conn, &broker).await;
+        match result {
+            Err(Error::Broker {
+                code: ErrorCode::UnsupportedVersion,
+                api: ApiKey::Subscribe,
+                ..
+            }) => {
+                // The handshake promised subscriptions, the broker refused one: fetch.
+                tracing::debug!(%tp, addr = %broker.addr, "subscribe refused, fetching instead");
+                client.subscribe_refused(broker.addr).await;
+            }
+            other => return other,
+        }
+    }
+    fetch_loop(shared, tx, tp, topic, generation, next, &broker).await
+}
+
+/// Reads `tp` with fetch long-polls (brokers without subscriptions). The same buffer bounds
+/// memory: the next fetch goes out only once the last answer's records found room.
+async fn fetch_loop(
+    shared: &Shared,
+    tx: &mpsc::UnboundedSender<Item>,
+    tp: &TopicPartition,
+    topic: &Arc<str>,
+    generation: u64,
+    next: &mut u64,
+    broker: &BrokerAddr,
+) -> Result<()> {
+    let client = &shared.client;
+    let max_wait = (client.config().request_timeout / 2).min(FETCH_MAX_WAIT);
+    loop {
+        if !is_current(shared, tp, generation) {
+            return Ok(());
+        }
+        let request = Request::from(FetchRequest {
+            max_wait_ms: u32::try_from(max_wait.as_millis()).unwrap_or(u32::MAX),
+            min_bytes: 1,
+            max_bytes: shared.max_partition_bytes,
+            topics: vec![FetchTopic {
+                name: tp.topic.clone(),
+                partitions: vec![FetchPartition {
+                    partition: tp.partition,
+                    fetch_offset: *next,
+                    max_bytes: shared.max_partition_bytes,
+                }],
+            }],
+        });
+        let started = tokio::time::Instant::now();
+        let Response::Fetch(response) = client.call(broker, &request).await? else {
+            return Err(Error::UnexpectedResponse {
+                api: ApiKey::Fetch,
+                addr: broker.addr,
+            });
+        };
+        let p = response
+            .topics
+            .into_iter()
+            .filter(|t| t.name == tp.topic)
+            .flat_map(|t| t.partitions)
+            .find(|p| p.partition == tp.partition)
+            .ok_or_else(|| Error::broker(ApiKey::Fetch, ErrorCode::UnknownServerError))?;
+        if !p.error.is_ok() {
+            return Err(partition_error(
+                client,
+                tp,
+                ApiKey::Fetch,
+                p.error,
+                p.current_leader,
+                (*next, p.high_watermark),
+            ));
+        }
+        let decoded = decode_records(topic, tp, &p, *next)?;
+        if decoded.records.is_empty() {
+            // Only control batches (Raft's no-ops): step over them.
+            *next = (*next).max(decoded.end);
+            if p.batches.is_empty() && started.elapsed() < max_wait / 2 {
+                // An empty answer long before the wait was up: a broker that does not
+                // long-poll. Do not spin on it.
+                tokio::time::sleep(client.config().retry_backoff).await;
+            }
+            continue;
+        }
+        let end = decoded.end;
+        if !deliver(shared, tx, tp, generation, next, decoded).await? {
+            return Ok(());
+        }
+        *next = (*next).max(end);
+    }
+}
+
+/// Waits for room in the buffer (this is the backpressure: meanwhile nothing more is read
+/// or asked for), then hands `decoded`'s records to the stream and advances `next`. False
+/// when the reader is no longer current.
+async fn deliver(
+    shared: &Shared,
+    tx: &mpsc::UnboundedSender<Item>,
+    tp: &TopicPartition,
+    generation: u64,
+    next: &mut u64,
+    decoded: Decoded,
+) -> Result<bool> {
+    let want = decoded.bytes.clamp(1, shared.max_buffered_bytes) as u32;
+    let permit = shared
+        .memory
+        .clone()
+        .acquire_many_owned(want)
+        .await
+        .map_err(|_| Error::Closed)?;
+    if !is_current(shared, tp, generation) {
+        return Ok(false);
+    }
+    *next = decoded.records.back().map_or(*next, |r| r.offset + 1);
+    let _ = tx.send(Item::Records {
+        tp: tp.clone(),
+        generation,
+        records: decoded.records,
+        _permit: permit,
+    });
+    Ok(true)
+}
+
+/// One subscription on `conn` to `broker`: returns when the stream ends (Ok) or fails.
+#[allow(clippy::too_many_arguments)] // one reader's whole state, passed down once
+async fn subscribe_once(
+    shared: &Shared,
+    tx: &mpsc::UnboundedSender<Item>,
+    tp: &TopicPartition,
+    topic: &Arc<str>,
+    generation: u64,
+    next: &mut u64,
+    conn: &floe_net::quinn::Connection,
+    broker: &BrokerAddr,
+) -> Result<()> {
+    let client = &shared.client;
     let addr = broker.addr;
     let (send, recv) = conn.open_bi().await.map_err(|e| Error::Call {
         addr,
@@ -579,7 +780,14 @@ async fn subscribe_once(
         Ok((_, ClientFrame::Response(Response::Subscribe(r)), _)) => {
             for p in r.topics.iter().flat_map(|t| &t.partitions) {
                 if p.partition == tp.partition && !p.error.is_ok() {
-                    return Err(partition_error(client, tp, p.error, p.current_leader));
+                    return Err(partition_error(
+                        client,
+                        tp,
+                        ApiKey::Subscribe,
+                        p.error,
+                        p.current_leader,
+                        (*next, p.high_watermark),
+                    ));
                 }
             }
         }
@@ -597,11 +805,27 @@ async fn subscribe_once(
             });
         }
     }
+    // Set when a credit grant could not be written: the broker ended the subscription (it
+    // stops reading credit once it has sent a partition's last event, for example
+    // `NotLeader`). What it sent before still arrives; the stream must end soon after.
+    let mut ending = false;
     loop {
-        let frame = reader
-            .read_frame()
-            .await
-            .map_err(|e| stream_error(addr, e, false))?;
+        let read = reader.read_frame();
+        let frame = if ending {
+            match tokio::time::timeout(timeout, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        api: ApiKey::Subscribe,
+                        addr,
+                        after: timeout,
+                    });
+                }
+            }
+        } else {
+            read.await
+        }
+        .map_err(|e| stream_error(addr, e, false))?;
         let Some(frame) = frame else { return Ok(()) };
         let event = match decode_client_frame(&frame, limits) {
             Ok((_, ClientFrame::Push(Push::Subscribe(event)), _)) => event,
@@ -628,69 +852,93 @@ async fn subscribe_once(
                 continue;
             }
             if !p.error.is_ok() {
-                return Err(partition_error(client, tp, p.error, p.current_leader));
+                return Err(partition_error(
+                    client,
+                    tp,
+                    ApiKey::Subscribe,
+                    p.error,
+                    p.current_leader,
+                    (*next, p.high_watermark),
+                ));
             }
-            let (records, bytes) = decode_records(topic, tp, &p, *next)?;
-            if records.is_empty() {
+            let decoded = decode_records(topic, tp, &p, *next)?;
+            if decoded.records.is_empty() {
                 continue;
             }
-            // Wait for room in the buffer: this is the backpressure. The QUIC stream is not
-            // read meanwhile, and no credit is granted.
-            let want = bytes.clamp(1, shared.max_buffered_bytes) as u32;
-            let permit = shared
-                .memory
-                .clone()
-                .acquire_many_owned(want)
-                .await
-                .map_err(|_| Error::Closed)?;
-            if !is_current(shared, tp, generation) {
+            // While this waits for room, the QUIC stream is not read and no credit granted.
+            let bytes = decoded.bytes;
+            if !deliver(shared, tx, tp, generation, next, decoded).await? {
                 return Ok(());
             }
-            *next = records.back().map_or(*next, |r| r.offset + 1);
-            let _ = tx.send(Item::Records {
-                tp: tp.clone(),
-                generation,
-                records,
-                _permit: permit,
-            });
             let grant = Request::from(SubscribeCredit {
                 bytes: bytes as u64,
             });
-            writer
+            if ending {
+                continue;
+            }
+            if let Err(e) = writer
                 .write_frame(&mut grant.encode_frame_chunks(correlation_id))
                 .await
-                .map_err(|e| stream_error(addr, e, true))?;
+            {
+                tracing::debug!(%tp, error = %e, "subscription stopped taking credit");
+                ending = true;
+            }
         }
     }
 }
 
+/// A partition's error code as an error. `(next, high_watermark)`: the offset asked for and
+/// the broker's high watermark; an offset above it may be one the broker, a leader elected
+/// moments ago, has not yet learned is committed (see [`Error::OffsetNotYetAvailable`]).
 fn partition_error(
     client: &Client,
     tp: &TopicPartition,
+    api: ApiKey,
     code: ErrorCode,
     leader: Option<u64>,
+    (next, high_watermark): (u64, u64),
 ) -> Error {
     if code == ErrorCode::NotLeader {
         client.leader_moved(&tp.topic, tp.partition, leader);
     }
+    if code == ErrorCode::OffsetOutOfRange && next > high_watermark {
+        return Error::OffsetNotYetAvailable {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: next,
+            high_watermark,
+        };
+    }
     Error::Broker {
         code,
-        api: ApiKey::Subscribe,
+        api,
         topic: Some(tp.topic.clone()),
         partition: Some(tp.partition),
         message: None,
     }
 }
 
-/// The records at or after `from` in a pushed partition, and the bytes they hold in memory.
+/// A pushed or fetched partition's records.
+#[derive(Debug)]
+struct Decoded {
+    /// The records at or after the requested offset.
+    records: VecDeque<ConsumerRecord>,
+    /// The bytes they hold in memory.
+    bytes: usize,
+    /// The offset after the last batch (control batches included).
+    end: u64,
+}
+
+/// The records at or after `from` in a pushed or fetched partition.
 fn decode_records(
     topic: &Arc<str>,
     tp: &TopicPartition,
     p: &FetchPartitionResult,
     from: u64,
-) -> Result<(VecDeque<ConsumerRecord>, usize)> {
+) -> Result<Decoded> {
     let mut out = VecDeque::new();
     let mut bytes = p.batches.len();
+    let mut end = from;
     let corrupt = |source| Error::CorruptBatch {
         topic: tp.topic.clone(),
         partition: tp.partition,
@@ -699,6 +947,7 @@ fn decode_records(
     };
     for batch in BatchIter::new(p.batches.clone(), BatchLimits::default()) {
         let batch = batch.map_err(corrupt)?;
+        end = end.max(batch.header().next_offset());
         if batch.is_control() || batch.header().next_offset() <= from {
             continue;
         }
@@ -730,5 +979,9 @@ fn decode_records(
             });
         }
     }
-    Ok((out, bytes))
+    Ok(Decoded {
+        records: out,
+        bytes,
+        end,
+    })
 }

@@ -192,6 +192,22 @@ pub enum Error {
         /// The last error seen.
         last: Box<Error>,
     },
+    /// A partition leader's high watermark is below an offset known to be committed: a
+    /// leader elected moments ago learns the commit point only once it commits an entry of
+    /// its own. Retryable (the consumer waits and asks again).
+    #[error(
+        "{topic}/{partition}: offset {offset} not yet available (high watermark {high_watermark})"
+    )]
+    OffsetNotYetAvailable {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset asked for.
+        offset: u64,
+        /// The leader's high watermark.
+        high_watermark: u64,
+    },
     /// The partition is not assigned to this consumer.
     #[error("{topic}/{partition} is not assigned")]
     NotAssigned {
@@ -224,7 +240,8 @@ impl Error {
             Error::Call { source, .. } => source.is_retryable(),
             Error::Timeout { .. }
             | Error::NoBrokerAvailable { .. }
-            | Error::LeaderNotAvailable { .. } => true,
+            | Error::LeaderNotAvailable { .. }
+            | Error::OffsetNotYetAvailable { .. } => true,
             Error::DeliveryTimeout { .. }
             | Error::ProducerFenced { .. }
             | Error::OutOfOrderSequence { .. }

@@ -7,7 +7,8 @@
 //!
 //! * [`Client`] — built with [`Client::builder`]: the bootstrap brokers, the cluster CA
 //!   ([`ClientBuilder::ca_cert`] / [`ClientBuilder::ca_pem`]), timeouts. It keeps one QUIC
-//!   connection per broker (reconnecting with backoff), a metadata cache of topics,
+//!   connection per broker (reconnecting with backoff; a broker silent for
+//!   [`ClientBuilder::idle_timeout`] is declared gone), a metadata cache of topics,
 //!   partitions and leaders (refreshed on a timer, whenever a broker says a leader moved, and
 //!   whenever a leader stops answering),
 //!   and routes each request: produce and subscribe to the partition leader, metadata and
@@ -25,8 +26,9 @@
 //! * [`Consumer`] — [`Consumer::builder`]: assign partitions ([`Consumer::assign`]) from a
 //!   [`StartFrom`] (earliest, latest, an offset, a timestamp), then read
 //!   [`Consumer::stream`], a [`futures_core::Stream`] of [`ConsumerRecord`]s pushed by the
-//!   brokers. The buffer is bounded (`max_buffered_bytes`): a slow reader slows the brokers
-//!   instead of growing memory. [`Consumer::seek`], [`Consumer::position`],
+//!   brokers (or fetched with long-polls from a broker without subscriptions). The buffer is
+//!   bounded (`max_buffered_bytes`): a slow reader slows the brokers instead of growing
+//!   memory. [`Consumer::seek`], [`Consumer::position`],
 //!   [`Consumer::pause`] / [`Consumer::resume`].
 //! * [`Error`] — one enum; [`Error::is_retryable`] separates what may succeed later (a
 //!   leader change, a timeout) from what will not (a fenced producer, an unknown topic, a

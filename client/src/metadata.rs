@@ -18,6 +18,7 @@ pub(crate) struct BrokerAddr {
 struct PartitionState {
     leader: Option<u64>,
     leader_term: u64,
+    replicas: Vec<u64>,
 }
 
 /// What the client knows of the cluster. Owned by the [`crate::Client`] behind a lock;
@@ -49,7 +50,8 @@ impl MetadataCache {
             let mut parts = vec![
                 PartitionState {
                     leader: None,
-                    leader_term: 0
+                    leader_term: 0,
+                    replicas: Vec::new(),
                 };
                 n
             ];
@@ -63,11 +65,70 @@ impl MetadataCache {
                             None
                         },
                         leader_term: p.leader_term,
+                        replicas: p.replicas,
                     };
                 }
             }
             self.topics.insert(t.name, parts);
         }
+    }
+
+    /// Takes the leaders `r` names for partitions whose leader is not known here (the
+    /// answer of a replica, asked because another broker could not tell); nothing else.
+    pub(crate) fn merge_leaders(&mut self, r: &MetadataResponse) {
+        for t in r.topics.iter().filter(|t| t.error.is_ok()) {
+            let Some(parts) = self.topics.get_mut(&t.name) else {
+                continue;
+            };
+            for p in &t.partitions {
+                if let (Some(slot), Some(leader)) = (parts.get_mut(p.partition as usize), p.leader)
+                    && slot.leader.is_none()
+                    && self.brokers.contains_key(&leader)
+                {
+                    slot.leader = Some(leader);
+                    slot.leader_term = p.leader_term;
+                }
+            }
+        }
+    }
+
+    /// For `topics`' partitions without a known leader: which broker to ask instead of
+    /// `asked` (a broker that hosts no replica of a partition cannot tell who leads it): the
+    /// first replica at another address. Returns each such broker with its topics.
+    pub(crate) fn replicas_to_ask(
+        &self,
+        topics: Option<&[String]>,
+        asked: SocketAddr,
+    ) -> Vec<(BrokerAddr, Vec<String>)> {
+        let mut out: Vec<(BrokerAddr, Vec<String>)> = Vec::new();
+        let mut names: Vec<&String> = self.topics.keys().collect();
+        names.sort();
+        for name in names {
+            if topics.is_some_and(|want| !want.contains(name)) {
+                continue;
+            }
+            for p in self.topics[name].iter().filter(|p| p.leader.is_none()) {
+                let Some(broker) = p
+                    .replicas
+                    .iter()
+                    .filter_map(|r| self.brokers.get(r))
+                    .find(|b| b.addr != asked)
+                else {
+                    continue;
+                };
+                match out.iter_mut().find(|(b, _)| b.addr == broker.addr) {
+                    Some((_, ts)) if !ts.contains(name) => ts.push(name.clone()),
+                    Some(_) => {}
+                    None => out.push((broker.clone(), vec![name.clone()])),
+                }
+            }
+        }
+        out
+    }
+
+    /// Broker `id`'s address, if known.
+    pub(crate) fn broker(&self, id: u64) -> Option<BrokerAddr> {
+        self.brokers.get(&id).cloned()
     }
 
     pub(crate) fn partition_count(&self, topic: &str) -> Option<u32> {
@@ -119,6 +180,15 @@ mod tests {
     }
 
     fn response(topic: &str, error: ErrorCode, leaders: &[Option<u64>]) -> MetadataResponse {
+        with_replicas(topic, error, leaders, &[])
+    }
+
+    fn with_replicas(
+        topic: &str,
+        error: ErrorCode,
+        leaders: &[Option<u64>],
+        replicas: &[u64],
+    ) -> MetadataResponse {
         MetadataResponse {
             brokers: vec![],
             cluster_id: "c".into(),
@@ -135,7 +205,7 @@ mod tests {
                         partition: i as u32,
                         leader: *l,
                         leader_term: 1,
-                        replicas: vec![],
+                        replicas: replicas.to_vec(),
                         in_sync: vec![],
                     })
                     .collect(),
@@ -162,5 +232,41 @@ mod tests {
         );
         assert_eq!(m.partition_count("t"), None);
         assert_eq!(m.broker_addrs(), vec![addr(1), addr(2)]);
+    }
+
+    #[test]
+    fn unknown_leaders_are_asked_of_a_replica_and_merged() {
+        let mut m = MetadataCache::default();
+        let brokers = HashMap::from([(1, addr(1)), (2, addr(2)), (3, addr(3))]);
+        // Broker 1 hosts no replica of t (replicas 2, 3): it cannot tell the leaders.
+        m.apply(
+            with_replicas("t", ErrorCode::None, &[None, None], &[2, 3]),
+            brokers,
+        );
+        m.apply(
+            with_replicas("u", ErrorCode::None, &[Some(1)], &[1]),
+            HashMap::new(),
+        );
+        let ask = m.replicas_to_ask(None, addr(1).addr);
+        assert_eq!(ask, vec![(addr(2), vec!["t".to_string()])]);
+        // Broker 2 was the one asked: the next replica is 3.
+        assert_eq!(
+            m.replicas_to_ask(Some(&["t".to_string()]), addr(2).addr),
+            vec![(addr(3), vec!["t".to_string()])]
+        );
+        assert!(
+            m.replicas_to_ask(Some(&["u".to_string()]), addr(1).addr)
+                .is_empty()
+        );
+        // Broker 2 knows partition 1's leader (3), not partition 0's; a known leader of u
+        // is not overwritten.
+        let mut answer = response("t", ErrorCode::None, &[None, Some(3)]);
+        answer
+            .topics
+            .extend(response("u", ErrorCode::None, &[Some(2)]).topics);
+        m.merge_leaders(&answer);
+        assert_eq!(m.leader("t", 0), None);
+        assert_eq!(m.leader("t", 1), Some((3, addr(3))));
+        assert_eq!(m.leader("u", 0), Some((1, addr(1))));
     }
 }

@@ -4,6 +4,18 @@
 //! `murmur2(key) & 0x7fffffff % partitions`, so a key lands on the same partition number as
 //! it would in a Kafka topic with the same partition count, which keeps per-key order when a
 //! pipeline moves from Kafka to floe. Records without a key are spread round robin.
+//!
+//! ```
+//! use floe_client::partitioner::Partitioner;
+//! let mut p = Partitioner::key_hash();
+//! // A key always maps to the same partition...
+//! let a = p.partition(Some(b"customer-7"), 12).unwrap();
+//! assert_eq!(p.partition(Some(b"customer-7"), 12).unwrap(), a);
+//! // ...keyless records take turns.
+//! assert_eq!(p.partition(None, 3).unwrap(), 0);
+//! assert_eq!(p.partition(None, 3).unwrap(), 1);
+//! assert!(Partitioner::Explicit(5).partition(None, 3).is_err());
+//! ```
 
 use thiserror::Error;
 

@@ -335,20 +335,31 @@ async fn without_idempotence_a_lost_response_duplicates() {
     assert_eq!(cluster.values("t", 0).len(), 2);
 }
 
+/// A client with 100 ms request timeouts. On a loaded machine the first handshake may take
+/// longer than that, so building is retried (the timeouts under test come after).
+async fn with_short_timeouts(cluster: &FakeCluster) -> floe_client::Client {
+    let build = async {
+        loop {
+            let built = cluster
+                .client()
+                .request_timeout(Duration::from_millis(100))
+                .build()
+                .await;
+            match built {
+                Ok(c) => return c,
+                Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    timeout(WAIT, build).await.expect("client built in time")
+}
+
 #[tokio::test]
 async fn slow_broker_times_out_and_the_delivery_timeout_ends_retries() {
     let cluster = FakeCluster::start(1);
     cluster.add_topic("t", 1, 1);
-    let client = timeout(
-        WAIT,
-        cluster
-            .client()
-            .request_timeout(Duration::from_millis(100))
-            .build(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let client = with_short_timeouts(&cluster).await;
     let producer = Producer::builder(&client)
         .retries(u32::MAX, Duration::from_millis(20))
         .delivery_timeout(Duration::from_millis(500))
@@ -408,6 +419,17 @@ async fn fatal_errors_are_typed_and_not_retried() {
         matches!(e, Error::ProducerFenced { producer_id, .. } if producer_id == pid),
         "{e}"
     );
+    // For good: later records fail at once, without asking the broker, and the fenced
+    // producer never bumps its epoch (that would fence the instance that owns the id).
+    let requests = cluster.with(|s| s.stats.produce_requests);
+    let later = timeout(WAIT, producer.send(ProducerRecord::new("t", "later")))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(later, Error::ProducerFenced { .. }), "{later}");
+    assert_eq!(cluster.with(|s| s.stats.produce_requests), requests);
+    assert_eq!(cluster.with(|s| s.stats.epoch_bumps), 0);
+    timeout(WAIT, producer.flush()).await.unwrap().unwrap();
 
     // The broker already has sequences 0..=4 of this producer: sequence 0 of a one-record
     // batch leaves a gap.
@@ -881,16 +903,7 @@ async fn a_fatal_partition_error_reaches_the_stream_once() {
 async fn an_unresolved_batch_bumps_the_epoch_so_later_batches_are_not_out_of_order() {
     let cluster = FakeCluster::start(1);
     cluster.add_topic("t", 1, 1);
-    let client = timeout(
-        WAIT,
-        cluster
-            .client()
-            .request_timeout(Duration::from_millis(100))
-            .build(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let client = with_short_timeouts(&cluster).await;
     let producer = Producer::builder(&client)
         .retries(u32::MAX, Duration::from_millis(10))
         .delivery_timeout(Duration::from_millis(400))
@@ -923,7 +936,7 @@ async fn an_unresolved_batch_bumps_the_epoch_so_later_batches_are_not_out_of_ord
 async fn a_broker_without_a_common_api_version_is_refused() {
     let cluster = FakeCluster::start(1);
     cluster
-        .with(|s| s.knobs.handshake_without = Some(floe_protocol::client::ApiKey::Produce as u16));
+        .with(|s| s.knobs.handshake_without = vec![floe_protocol::client::ApiKey::Produce as u16]);
     let e = timeout(WAIT, cluster.client().build())
         .await
         .unwrap()
@@ -1203,4 +1216,196 @@ async fn partitions_failing_over_together_share_metadata_refreshes() {
         (1..=3).contains(&refreshes),
         "{refreshes} metadata requests for one failover of 8 partitions"
     );
+}
+
+/// Reads `t`/0 from the start with a fresh consumer and checks 8 records, then 4 more
+/// appended while it waits (a long poll or a push).
+async fn read_twelve(cluster: &FakeCluster, client: &floe_client::Client) {
+    let consumer = Consumer::builder(client).build().unwrap();
+    let tp = TopicPartition::new("t", 0);
+    consumer
+        .assign(tp.clone(), StartFrom::Earliest)
+        .await
+        .unwrap();
+    let mut stream = consumer.stream();
+    let first = take(&mut stream, 8).await;
+    assert_eq!(
+        first.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (0..8).collect::<Vec<_>>()
+    );
+    assert_eq!(first[5].value.as_deref(), Some(&b"a5"[..]));
+    cluster.append("t", 0, batch("b", 4, 0, CompressionCodec::Lz4));
+    let more = take(&mut stream, 4).await;
+    assert_eq!(
+        more.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (8..12).collect::<Vec<_>>()
+    );
+    assert_eq!(consumer.position(&tp).unwrap(), 12);
+    consumer.close();
+}
+
+#[tokio::test]
+async fn consumer_fetches_when_the_broker_has_no_subscriptions() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    cluster.with(|s| {
+        s.knobs.handshake_without = vec![floe_protocol::client::ApiKey::Subscribe as u16]
+    });
+    cluster.append("t", 0, batch("a", 8, 0, CompressionCodec::None));
+    let client = connect(&cluster).await;
+    read_twelve(&cluster, &client).await;
+    assert!(cluster.with(|s| s.stats.fetch_requests) >= 2);
+    assert_eq!(cluster.with(|s| s.stats.pushed_bytes), 0);
+    client.close().await;
+}
+
+#[tokio::test]
+async fn consumer_fetches_when_the_broker_refuses_a_subscription() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    cluster.with(|s| s.knobs.refuse_subscribe = true);
+    cluster.append("t", 0, batch("a", 8, 0, CompressionCodec::None));
+    let client = connect(&cluster).await;
+    read_twelve(&cluster, &client).await;
+    assert!(cluster.with(|s| s.stats.fetch_requests) >= 2);
+    client.close().await;
+}
+
+#[tokio::test]
+async fn broker_with_neither_subscribe_nor_fetch_is_refused() {
+    let cluster = FakeCluster::start(1);
+    cluster.with(|s| {
+        s.knobs.handshake_without = vec![
+            floe_protocol::client::ApiKey::Subscribe as u16,
+            floe_protocol::client::ApiKey::Fetch as u16,
+        ]
+    });
+    let e = timeout(WAIT, cluster.client().retries(0, Duration::ZERO).build())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnsupportedVersion), "{e}");
+}
+
+#[tokio::test]
+async fn subscriptions_are_used_when_offered() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    cluster.append("t", 0, batch("a", 8, 0, CompressionCodec::None));
+    let client = connect(&cluster).await;
+    read_twelve(&cluster, &client).await;
+    assert_eq!(cluster.with(|s| s.stats.fetch_requests), 0);
+    assert!(cluster.with(|s| s.stats.pushed_bytes) > 0);
+    client.close().await;
+}
+
+/// While a partition's batch is in flight, records sent meanwhile fill one open batch (up
+/// to `batch_size`) instead of being sealed by `linger` into many small ones that would each
+/// wait for a round trip of their own.
+#[tokio::test]
+async fn a_slow_round_trip_grows_batches_instead_of_queueing_small_ones() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    cluster.with(|s| s.knobs.produce_delay = Some(Duration::from_millis(300)));
+    let client = connect(&cluster).await;
+    let producer = Producer::builder(&client)
+        .linger(Duration::from_millis(1))
+        .build()
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    // 20 bursts, each lingering alone well past `linger`, all within about one round trip.
+    for burst in 0..20u32 {
+        for i in 0..10u32 {
+            let record = ProducerRecord::new("t", format!("v{}", burst * 10 + i)).partition(0);
+            deliveries.push(producer.dispatch(record).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (i, d) in deliveries.into_iter().enumerate() {
+        assert_eq!(timeout(WAIT, d).await.unwrap().unwrap().offset, i as u64);
+    }
+    let requests = cluster.with(|s| s.stats.produce_requests);
+    // One request per round trip, not one per burst (20 without the open batch growing).
+    assert!(requests < 10, "{requests} produce requests for 20 bursts");
+    producer.close().await.unwrap();
+}
+
+/// A broker ends a subscription when leadership moves: it stops reading credit, sends
+/// `NotLeader` and finishes. A credit grant that fails meanwhile is part of that ending,
+/// not a fatal error: the consumer resubscribes and reads on, nothing lost or repeated.
+#[tokio::test]
+async fn a_subscription_ended_by_the_broker_is_resumed_not_failed() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    cluster.with(|s| s.knobs.end_subscriptions_after_push = true);
+    let client = connect(&cluster).await;
+    let consumer = Consumer::builder(&client)
+        .max_partition_bytes(1)
+        .build()
+        .unwrap();
+    let tp = TopicPartition::new("t", 0);
+    consumer.assign(tp, StartFrom::Earliest).await.unwrap();
+    let mut stream = consumer.stream();
+    for b in 0..20 {
+        cluster.append(
+            "t",
+            0,
+            batch(&format!("b{b}-"), 5, 0, CompressionCodec::None),
+        );
+    }
+    let got = take(&mut stream, 100).await;
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (0..100).collect::<Vec<_>>()
+    );
+    consumer.close();
+    client.close().await;
+}
+
+/// After a leader change, the new leader's high watermark can trail what the consumer has
+/// already read (it learns the commit point once it commits an entry of its own term). Such
+/// an `OffsetOutOfRange` is waited out, not reported; an offset the user chose past the end
+/// of the log still is.
+#[tokio::test]
+async fn a_new_leaders_lagging_high_watermark_is_waited_out() {
+    let cluster = FakeCluster::start(1);
+    cluster.add_topic("t", 1, 1);
+    cluster.append("t", 0, batch("a", 5, 0, CompressionCodec::None));
+    let client = connect(&cluster).await;
+    let consumer = Consumer::builder(&client).build().unwrap();
+    let tp = TopicPartition::new("t", 0);
+    consumer
+        .assign(tp.clone(), StartFrom::Earliest)
+        .await
+        .unwrap();
+    let mut stream = consumer.stream();
+    assert_eq!(take(&mut stream, 5).await.last().unwrap().offset, 4);
+    // The subscription ends after its next push; the next three resubscriptions (at 10)
+    // meet a leader whose high watermark says 9.
+    cluster.with(|s| {
+        s.knobs.end_subscriptions_after_push = true;
+        s.knobs.lagging_high_watermark = 3;
+    });
+    cluster.append("t", 0, batch("b", 5, 0, CompressionCodec::None));
+    assert_eq!(take(&mut stream, 5).await.last().unwrap().offset, 9);
+    cluster.append("t", 0, batch("c", 5, 0, CompressionCodec::None));
+    let got = take(&mut stream, 5).await;
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (10..15).collect::<Vec<_>>()
+    );
+    assert_eq!(cluster.with(|s| s.knobs.lagging_high_watermark), 0);
+
+    // An offset the user picked beyond the end is an error, once.
+    cluster.with(|s| s.knobs.end_subscriptions_after_push = false);
+    consumer.seek(&tp, 1000).unwrap();
+    let e = timeout(WAIT, stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::OffsetOutOfRange), "{e}");
+    consumer.close();
+    client.close().await;
 }

@@ -12,8 +12,9 @@
 //! default) each batch carries the producer id, epoch and the partition's next sequence
 //! number, and a retry resends the very same bytes: a leader that already appended the
 //! batch answers `DuplicateSequence` with the original offset, which is what the records
-//! resolve with. A fenced producer (`ProducerFenced`) or a gap (`OutOfOrderSequence`) fails
-//! the batch with a typed [`Error`].
+//! resolve with. A gap (`OutOfOrderSequence`) fails the batch with a typed [`Error`]; a
+//! fenced producer (`ProducerFenced`: a newer instance took the producer id) fails that batch,
+//! every buffered one and every later record, and never bumps its epoch again.
 
 mod sender;
 
@@ -398,6 +399,29 @@ impl Producer {
 
     /// Buffers `record` and calls `callback` with its outcome once it is known (on the
     /// producer's task: keep the callback short).
+    ///
+    /// ```no_run
+    /// # async fn demo(producer: floe_client::Producer) -> floe_client::Result<()> {
+    /// use floe_client::ProducerRecord;
+    /// let (tx, mut failures) = tokio::sync::mpsc::unbounded_channel();
+    /// for i in 0..10_000 {
+    ///     let tx = tx.clone();
+    ///     producer
+    ///         .send_with_callback(ProducerRecord::new("events", format!("#{i}")), move |r| {
+    ///             if let Err(e) = r {
+    ///                 let _ = tx.send((i, e));
+    ///             }
+    ///         })
+    ///         .await?;
+    /// }
+    /// producer.flush().await?; // every callback has run
+    /// drop(tx);
+    /// while let Some((i, e)) = failures.recv().await {
+    ///     eprintln!("record {i} failed: {e}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn send_with_callback<F>(&self, record: ProducerRecord, callback: F) -> Result<()>
     where
         F: FnOnce(Result<RecordMetadata>) + Send + 'static,

@@ -94,7 +94,8 @@ pub(super) struct Sender {
     closing: Option<Vec<oneshot::Sender<()>>>,
     refreshing: bool,
     bump: Bump,
-    /// Set when the epoch could not be bumped: every record fails with it.
+    /// Set when the producer can no longer write (fenced by a newer epoch, or the epoch could
+    /// not be bumped): every buffered and later record fails with it.
     fatal: Option<Error>,
 }
 
@@ -212,14 +213,31 @@ impl Sender {
             Command::Bumped(Err(e)) => {
                 tracing::error!(error = %e, "cannot bump the producer epoch");
                 self.bump = Bump::Idle;
-                self.fatal = Some(e.clone());
-                let keys: Vec<Key> = self.queues.keys().cloned().collect();
-                for key in keys {
-                    let q = self.queues.get_mut(&key).expect("listed");
-                    seal(q);
-                    while !self.queues[&key].ready.is_empty() {
-                        self.fail(&key, e.clone(), false);
+                self.fail_for_good(e);
+            }
+        }
+    }
+
+    /// The producer can no longer write: fails every buffered record (batches in flight fail
+    /// as their answers come) and, from now on, every new one with `e`.
+    fn fail_for_good(&mut self, e: Error) {
+        self.fatal = Some(e.clone());
+        let keys: Vec<Key> = self.queues.keys().cloned().collect();
+        for key in keys {
+            let q = self.queues.get_mut(&key).expect("listed");
+            seal(q);
+            if q.in_flight {
+                // Its answer decides the front batch; the rest cannot be sent.
+                let waiting: Vec<Sealed> = q.ready.drain(1..).collect();
+                q.done += waiting.len() as u64;
+                for batch in waiting {
+                    for r in batch.records {
+                        r.notify.done(Err(e.clone()));
                     }
+                }
+            } else {
+                while !self.queues[&key].ready.is_empty() {
+                    self.fail(&key, e.clone(), false);
                 }
             }
         }
@@ -230,6 +248,11 @@ impl Sender {
         let Bump::Needed(not_before) = self.bump else {
             return;
         };
+        if self.fatal.is_some() {
+            // Never for a fenced producer: a bump would fence the instance that owns the id.
+            self.bump = Bump::Idle;
+            return;
+        }
         let unresolved = self
             .queues
             .values()
@@ -331,9 +354,13 @@ impl Sender {
         let linger = self.config.linger;
         let closing = self.closing.is_some();
         for q in self.queues.values_mut() {
+            // A partition with a batch in flight or waiting cannot send this one yet: it
+            // keeps filling (up to batch_size) instead of queueing behind as a small batch,
+            // so a slow round trip makes batches larger rather than the backlog longer.
+            let busy = q.in_flight || !q.ready.is_empty();
             if q.open
                 .as_ref()
-                .is_some_and(|o| closing || o.created + linger <= now)
+                .is_some_and(|o| closing || (!busy && o.created + linger <= now))
             {
                 seal(q);
             }
@@ -344,7 +371,11 @@ impl Sender {
         let mut wake: Option<Instant> = None;
         let mut at = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
         for q in self.queues.values() {
-            if let Some(o) = &q.open {
+            // A busy partition's open batch waits for the outcome, which wakes the loop.
+            if let Some(o) = &q.open
+                && !q.in_flight
+                && q.ready.is_empty()
+            {
                 at(o.created + self.config.linger);
             }
             if !q.in_flight
@@ -363,6 +394,21 @@ impl Sender {
     /// Sends the front batch of every idle partition whose leader is known, one request per
     /// leader (split when it would exceed `max_request_size`).
     fn send_ready(&mut self, now: Instant) {
+        if let Some(e) = self.fatal.clone() {
+            // Batches that came back for a retry after the producer failed for good.
+            let keys: Vec<Key> = self
+                .queues
+                .iter()
+                .filter(|(_, q)| !q.in_flight && !q.ready.is_empty())
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in keys {
+                while !self.queues[&key].ready.is_empty() {
+                    self.fail(&key, e.clone(), false);
+                }
+            }
+            return;
+        }
         let mut by_leader: HashMap<u64, LeaderRequests> = HashMap::new();
         let mut need_metadata = false;
         let max_request = self.config.max_request_size;
@@ -519,17 +565,16 @@ impl Sender {
                         self.retry_or_fail(&key, broker_error());
                     }
                     ErrorCode::ProducerFenced => {
+                        // A newer instance owns the producer id: this one is done for good.
                         let (producer_id, epoch) = self.producer.unwrap_or((-1, -1));
-                        self.fail(
-                            &key,
-                            Error::ProducerFenced {
-                                producer_id,
-                                epoch,
-                                topic: t.name.clone(),
-                                partition: p.partition,
-                            },
-                            true,
-                        );
+                        let e = Error::ProducerFenced {
+                            producer_id,
+                            epoch,
+                            topic: t.name.clone(),
+                            partition: p.partition,
+                        };
+                        self.fail(&key, e.clone(), true);
+                        self.fail_for_good(e);
                     }
                     ErrorCode::OutOfOrderSequence => {
                         let producer_id = self.producer.map_or(-1, |p| p.0);

@@ -113,8 +113,17 @@ pub struct Knobs {
     pub refuse_produce: Option<ErrorCode>,
     /// Never answer produce requests and append nothing (a broker lost in the network).
     pub black_hole_produce: bool,
-    /// Leave this api out of the handshake's list.
-    pub handshake_without: Option<u16>,
+    /// Leave these apis out of the handshake's list.
+    pub handshake_without: Vec<u16>,
+    /// Refuse subscriptions with `UnsupportedVersion` (though the handshake lists them).
+    pub refuse_subscribe: bool,
+    /// End every subscription after its first push with records, the way a broker does when
+    /// leadership moves: stop reading credit, send `NotLeader` (naming this node), finish.
+    pub end_subscriptions_after_push: bool,
+    /// Answer this many subscriptions (at an offset above 0) `OffsetOutOfRange` with a high
+    /// watermark just below their offset: a leader elected moments ago that has not yet
+    /// learned the commit point.
+    pub lagging_high_watermark: usize,
     /// Refuse admin requests with `NotController` this many times.
     pub not_controller: usize,
     /// These nodes answer nothing more (handshakes included) and push nothing on open
@@ -128,6 +137,7 @@ pub struct Stats {
     pub produce_requests: usize,
     pub produce_partitions: Vec<usize>,
     pub metadata_requests: usize,
+    pub fetch_requests: usize,
     pub pushed_bytes: u64,
     pub connections: usize,
     pub last_acks: Option<Acks>,
@@ -339,7 +349,7 @@ impl Node {
             Request::ApiVersions(r) => {
                 let mut s = self.state.lock().unwrap();
                 s.stats.connections += 1;
-                let without = s.knobs.handshake_without;
+                let without = s.knobs.handshake_without.clone();
                 Response::from(ApiVersionsResponse {
                     error: ErrorCode::None,
                     cluster_id: "fake".into(),
@@ -347,13 +357,20 @@ impl Node {
                     apis: r
                         .apis
                         .into_iter()
-                        .filter(|a| Some(a.api_key) != without)
+                        .filter(|a| !without.contains(&a.api_key))
                         .collect(),
                     max_frame_len: floe_protocol::frame::DEFAULT_MAX_FRAME_LEN,
                     max_batch_len: 1 << 20,
                 })
             }
             Request::Metadata(r) => self.metadata(r),
+            Request::Subscribe(_) if self.state.lock().unwrap().knobs.refuse_subscribe => {
+                let _ = req
+                    .responder
+                    .respond_error(ErrorCode::UnsupportedVersion)
+                    .await;
+                return;
+            }
             Request::Subscribe(r) => {
                 self.subscribe(r, req).await;
                 return;
@@ -543,20 +560,23 @@ impl Node {
                     })
                     .collect(),
             }),
-            Request::Fetch(r) => Response::from(FetchResponse {
-                topics: r
-                    .topics
-                    .into_iter()
-                    .map(|t| FetchTopicResult {
-                        partitions: t
-                            .partitions
-                            .iter()
-                            .map(|fp| fetch(&s, self.id, &t.name, fp))
-                            .collect(),
-                        name: t.name,
-                    })
-                    .collect(),
-            }),
+            Request::Fetch(r) => {
+                s.stats.fetch_requests += 1;
+                Response::from(FetchResponse {
+                    topics: r
+                        .topics
+                        .into_iter()
+                        .map(|t| FetchTopicResult {
+                            partitions: t
+                                .partitions
+                                .iter()
+                                .map(|fp| fetch(&s, self.id, &t.name, fp))
+                                .collect(),
+                            name: t.name,
+                        })
+                        .collect(),
+                })
+            }
             _ => Response::from(ListTopicsResponse {
                 error: ErrorCode::UnsupportedVersion,
                 topics: vec![],
@@ -605,10 +625,21 @@ impl Node {
         let mut subs = Vec::new();
         let mut status = Vec::new();
         {
-            let s = self.state.lock().unwrap();
+            let mut s = self.state.lock().unwrap();
             for t in &r.topics {
                 let mut parts = Vec::new();
                 for fp in &t.partitions {
+                    if s.knobs.lagging_high_watermark > 0 && fp.fetch_offset > 0 {
+                        s.knobs.lagging_high_watermark -= 1;
+                        parts.push(SubscribePartitionStatus {
+                            partition: fp.partition,
+                            error: ErrorCode::OffsetOutOfRange,
+                            high_watermark: fp.fetch_offset - 1,
+                            log_start_offset: 0,
+                            current_leader: None,
+                        });
+                        continue;
+                    }
                     let p = s
                         .topics
                         .get(&t.name)
@@ -653,7 +684,7 @@ impl Node {
             r.initial_credit
         }));
         let credit_changed = Arc::new(Notify::new());
-        {
+        let credit_task = {
             let credit = credit.clone();
             let changed = credit_changed.clone();
             tokio::spawn(async move {
@@ -666,8 +697,8 @@ impl Node {
                         changed.notify_waiters();
                     }
                 }
-            });
-        }
+            })
+        };
         loop {
             if self.silent() {
                 tokio::time::sleep(Duration::from_secs(60)).await;
@@ -761,6 +792,38 @@ impl Node {
             });
             let mut frame = push.encode_frame_chunks(cid);
             if responder.send(&mut frame).await.is_err() {
+                return;
+            }
+            if sent > 0
+                && self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .knobs
+                    .end_subscriptions_after_push
+            {
+                // Stop reading credit first (the client's next grant fails), then the
+                // partition's last event, then the end of the stream.
+                credit_task.abort();
+                let _ = credit_task.await;
+                let ended = Push::from(SubscribeEvent {
+                    topics: subs
+                        .iter()
+                        .map(|sub| FetchTopicResult {
+                            name: sub.0.clone(),
+                            partitions: vec![FetchPartitionResult {
+                                partition: sub.1,
+                                error: ErrorCode::NotLeader,
+                                high_watermark: 0,
+                                log_start_offset: 0,
+                                current_leader: Some(self.id),
+                                batches: Bytes::new(),
+                            }],
+                        })
+                        .collect(),
+                });
+                let _ = responder.send(&mut ended.encode_frame_chunks(cid)).await;
+                let _ = responder.finish();
                 return;
             }
         }
