@@ -22,7 +22,10 @@
 //!   without a recorder) and the Prometheus exporter `floe serve` installs; every metric is
 //!   listed in `broker/METRICS.md`.
 //!
-//! Still to come (the broker issue): the controller group wired into the node, `floe dev`.
+//! The `floe` binary adds `floe dev` (a local cluster of child processes) and the client
+//! verbs (`topic`, `produce`, `consume`, `cluster status`) on top of floe-client.
+//!
+//! Still to come (the broker issue): the controller group wired into the node.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

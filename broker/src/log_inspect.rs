@@ -50,6 +50,15 @@ pub enum SegmentEnd {
         /// What was wrong.
         error: HeaderError,
     },
+    /// Bytes from `position` on belong to offsets at or past the next segment's base: batches
+    /// (valid or not) that `truncate_suffix` cut off and that a later segment replaced. They
+    /// are not log data (FORMAT.md S2/S3) and are neither counted nor judged.
+    Superseded {
+        /// Byte position in the segment where the superseded bytes start.
+        position: u64,
+        /// How many bytes follow it (to the end of the file).
+        bytes: u64,
+    },
 }
 
 /// One valid batch found by the scan.
@@ -329,8 +338,37 @@ pub fn inspect(dir: &Path) -> Result<LogReport, InspectError> {
     for (base, path) in &files {
         segments.push(scan_segment(path, *base)?);
     }
+    for (seg, (next_base, _)) in segments.iter_mut().zip(files.iter().skip(1)) {
+        cut_superseded(seg, *next_base);
+    }
     let findings = findings(&segments);
     Ok(LogReport { segments, findings })
+}
+
+/// A segment's data never reaches the next segment's base offset (FORMAT.md S3): batches from
+/// there on, and damage met after them, are leftovers of a suffix truncation, not data.
+fn cut_superseded(seg: &mut SegmentReport, next_base: u64) {
+    let superseded_at = match seg
+        .batches
+        .iter()
+        .position(|b| b.header.base_offset >= next_base)
+    {
+        Some(i) => Some(seg.batches.split_off(i)[0].position),
+        None => match seg.end {
+            SegmentEnd::Damaged {
+                position,
+                expected_offset: Some(expected),
+                ..
+            } if expected >= next_base => Some(position),
+            _ => None,
+        },
+    };
+    if let Some(position) = superseded_at {
+        seg.end = SegmentEnd::Superseded {
+            position,
+            bytes: seg.file_len - position,
+        };
+    }
 }
 
 fn findings(segments: &[SegmentReport]) -> Vec<Finding> {
@@ -415,6 +453,42 @@ mod tests {
         assert_eq!(r.segments[0].end, SegmentEnd::Clean);
         assert_eq!(r.segments[1].end, SegmentEnd::ZeroTail { bytes: 4096 });
         assert_eq!(r.segments[0].records() + r.segments[1].records(), 6);
+    }
+
+    #[test]
+    fn batches_a_truncation_left_past_the_next_segments_base_are_superseded_not_data() {
+        let dir = tempfile::tempdir().unwrap();
+        // Offsets 0..3 were written in term 1, then cut back to 1 and rewritten in term 2
+        // from a new segment at 1: the old bytes of 1..3 stay in the first file.
+        let (a, b, c) = (batch(0, 1, 1), batch(1, 1, 1), batch(2, 1, 1));
+        let mut torn = batch(3, 1, 1);
+        torn.truncate(torn.len() / 2);
+        write_segment(dir.path(), 0, &[&a, &b, &c, &torn]);
+        write_segment(dir.path(), 1, &[&batch(1, 2, 1), &batch(2, 2, 1)]);
+        let r = inspect(dir.path()).unwrap();
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        assert_eq!(
+            r.segments[0].end,
+            SegmentEnd::Superseded {
+                position: a.len() as u64,
+                bytes: (b.len() + c.len() + torn.len()) as u64,
+            }
+        );
+        assert_eq!(r.segments[0].records() + r.segments[1].records(), 3);
+
+        // Damage *before* the next segment's base is still sealed damage.
+        let dir = tempfile::tempdir().unwrap();
+        let mut bad = batch(1, 1, 1);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        write_segment(dir.path(), 0, &[&a, &bad]);
+        write_segment(dir.path(), 2, &[&batch(2, 1, 1)]);
+        let r = inspect(dir.path()).unwrap();
+        assert!(
+            matches!(r.findings[0], Finding::SealedDamage { position, .. } if position == a.len() as u64),
+            "{:?}",
+            r.findings
+        );
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The `floe` command line.
 //!
 //! Exit status 0 on success, non-zero with a one-line reason on stderr (DESIGN.md's contract).
+//! The node (`serve`), certificates and offline log tools are here; `floe dev` and the verbs
+//! that talk to a running cluster are in `cli/`.
+
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,7 +33,44 @@ enum Command {
     #[command(subcommand)]
     Cert(CertCommand),
     /// Run a broker node until SIGINT or SIGTERM.
-    Serve(ServeFlags),
+    Serve(Box<ServeFlags>),
+    /// Run a local N-node cluster on loopback (child `floe serve` processes) until Ctrl-C.
+    Dev(cli::dev::DevArgs),
+    /// Create, list, describe and delete topics.
+    Topic {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        command: cli::topic::TopicCommand,
+    },
+    /// Send one record per stdin line until end of input (or Ctrl-C); a summary goes to stderr.
+    Produce {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(flatten)]
+        args: cli::produce::ProduceArgs,
+    },
+    /// Print one line per record (by default its value) until --count records or Ctrl-C.
+    Consume {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(flatten)]
+        args: cli::consume::ConsumeArgs,
+    },
+    /// The cluster's nodes, controller and partitions.
+    Cluster {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        command: cli::cluster::ClusterCommand,
+    },
+    /// Consumer groups (not supported yet).
+    Group {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        command: cli::GroupCommand,
+    },
 }
 
 /// `floe serve` flags; each is also a `FLOE_*` variable and a key of the `--config` file.
@@ -65,6 +106,21 @@ struct ServeFlags {
     /// The cluster CA certificate (PEM).
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
+    /// Client connections one IP address may hold at once, 0 for no limit (default 4096).
+    #[arg(long, value_name = "N")]
+    max_connections_per_ip: Option<String>,
+    /// Concurrent requests (QUIC streams) per client connection (default 1024).
+    #[arg(long, value_name = "N")]
+    max_streams_per_connection: Option<String>,
+    /// Partition log segment size in bytes (default 256 MiB).
+    #[arg(long, value_name = "BYTES")]
+    segment_bytes: Option<String>,
+    /// Retention by size per partition log, in bytes (default: keep everything).
+    #[arg(long, value_name = "BYTES")]
+    retention_bytes: Option<String>,
+    /// Retention by age, in milliseconds (default: keep everything).
+    #[arg(long, value_name = "MS")]
+    retention_ms: Option<String>,
     /// The static topic table (TOML `[[topic]]` and `[[broker]]` entries; also FLOE_TOPICS)
     /// until the controller is connected.
     #[arg(long, value_name = "FILE")]
@@ -124,7 +180,10 @@ enum LogCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let result = match cli.command {
         Command::Log(LogCommand::Verify { dir }) => verify(&dir),
         Command::Log(LogCommand::Dump {
@@ -141,7 +200,13 @@ fn main() -> ExitCode {
             ips,
             dns,
         }) => cert_issue(&ca, &name, &out, ips, &dns),
-        Command::Serve(flags) => serve(flags),
+        Command::Serve(flags) => serve(*flags),
+        Command::Dev(args) => cli::dev::run(args).or_else(|e| cli_failed(&e)),
+        Command::Topic { client, command } => cli_done(cli::topic::run(&client, command)),
+        Command::Produce { client, args } => cli_done(cli::produce::run(&client, args)),
+        Command::Consume { client, args } => cli_done(cli::consume::run(&client, args)),
+        Command::Cluster { client, command } => cli_done(cli::cluster::run(&client, command)),
+        Command::Group { command, .. } => cli_done(cli::group(&command)),
     };
     match result {
         Ok(code) => code,
@@ -155,11 +220,60 @@ fn main() -> ExitCode {
     }
 }
 
+/// Help and version go to stdout as clap renders them; a bad argument is one line on stderr
+/// (clap's own message, without its usage block) and exit status 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.use_stderr() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    // clap's first paragraph: the reason and, on its next lines, the missing arguments or
+    // the possible values.
+    let rendered = e.render().to_string();
+    let paragraph: Vec<&str> = rendered
+        .trim_start()
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let reason = paragraph.join(" ");
+    let reason = reason.strip_prefix("error: ").unwrap_or(&reason);
+    eprintln!("floe: {reason} (see --help)");
+    ExitCode::from(2)
+}
+
+fn cli_done(result: Result<(), cli::CliError>) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => cli_failed(&e),
+    }
+}
+
+/// A client verb's error on one line. Its message already names its causes, so unlike
+/// other errors its source chain is not appended.
+fn cli_failed(e: &cli::CliError) -> anyhow::Result<ExitCode> {
+    let reason = e.to_string();
+    let reason: Vec<&str> = reason.split_whitespace().collect();
+    eprintln!("floe: {}", reason.join(" "));
+    Ok(ExitCode::FAILURE)
+}
+
 fn serve(flags: ServeFlags) -> anyhow::Result<ExitCode> {
     use floe_broker::config::{ServeArgs, ServeConfig};
     use floe_broker::node::{Node, NodeConfig, StaticTable};
     use floe_net::{CaCerts, Endpoint, EndpointOptions, Identity};
 
+    floe_broker::telemetry::init_logging();
     let args = ServeArgs {
         config: flags.config,
         node_id: flags.node_id,
@@ -171,6 +285,11 @@ fn serve(flags: ServeFlags) -> anyhow::Result<ExitCode> {
         tls_cert: flags.tls_cert,
         tls_key: flags.tls_key,
         ca_cert: flags.ca_cert,
+        max_connections_per_ip: flags.max_connections_per_ip,
+        max_streams_per_connection: flags.max_streams_per_connection,
+        segment_bytes: flags.segment_bytes,
+        retention_bytes: flags.retention_bytes,
+        retention_ms: flags.retention_ms,
     };
     let config = ServeConfig::load(&args, |k| std::env::var(k).ok())?;
     let topics_file = flags
@@ -186,6 +305,11 @@ fn serve(flags: ServeFlags) -> anyhow::Result<ExitCode> {
     let ca = CaCerts::from_pem_file(&config.ca_cert).context("--ca-cert")?;
     let mut node_config = NodeConfig::new(config.node_id, config.data_dir.clone(), brokers);
     node_config.topics = topics;
+    node_config.max_connections_per_ip = config.max_connections_per_ip;
+    node_config.log.segment_bytes = config.segment_bytes;
+    node_config.log.retention_bytes = config.retention_bytes;
+    node_config.log.retention_ms = config.retention_ms;
+    node_config.voters = config.voters.iter().map(|v| v.id).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("floe-rt")
@@ -193,7 +317,9 @@ fn serve(flags: ServeFlags) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let options = EndpointOptions::default();
-        let client = Endpoint::client_listener(config.client_addr, &identity, &options)
+        let mut client_options = options.clone();
+        client_options.transport.max_concurrent_bidi_streams = config.max_streams_per_connection;
+        let client = Endpoint::client_listener(config.client_addr, &identity, &client_options)
             .with_context(|| format!("--client-addr {}", config.client_addr))?;
         let peer = Endpoint::peer(config.peer_addr, &identity, &ca, &options)
             .with_context(|| format!("--peer-addr {}", config.peer_addr))?;
@@ -283,6 +409,9 @@ fn print_segments(report: &LogReport) {
             SegmentEnd::Damaged {
                 position, error, ..
             } => format!(", INVALID at byte {position}: {error}"),
+            SegmentEnd::Superseded { position, bytes } => format!(
+                ", {bytes} bytes from byte {position} superseded by the next segment (truncated)"
+            ),
         };
         println!(
             "{}: {} batches, {} records, {range}, {} bytes{end}",

@@ -173,6 +173,24 @@ async fn serve_runs_a_node_that_the_client_uses_and_stops_on_sigterm() {
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         };
+        // The --topics table is bootstrapped through the controller after the node starts
+        // serving: wait (bounded) until the topic has leaders.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let led = client.admin().describe_topics(&["t"]).await.is_ok_and(|d| {
+                d.iter().all(|t| {
+                    !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader.is_some())
+                })
+            });
+            if led {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "topic t has no leaders"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let producer = Producer::builder(&client)
             .acks(Acks::All)
             .idempotence(false)

@@ -1,6 +1,7 @@
 //! The Prometheus exporter (its own test binary: a process installs the global recorder once):
 //! produces, a fetch and a metadata request through one node move the documented metrics, with their labels,
-//! as scraped over plain HTTP from `/metrics`.
+//! as scraped over plain HTTP from `/metrics`; every name METRICS.md documents is exported;
+//! `/health` and `/ready` answer.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -17,20 +18,40 @@ fn free_tcp_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-/// `GET /metrics` over HTTP/1.0 (the server closes after the body): the body.
-fn scrape(addr: SocketAddr) -> std::io::Result<String> {
+/// `GET path` over HTTP/1.0 (the server closes after the body): the status code and body.
+fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())?;
     let mut raw = String::new();
     s.read_to_string(&mut raw)?;
     let (head, body) = raw
         .split_once("\r\n\r\n")
         .ok_or_else(|| std::io::Error::other("no header end"))?;
-    if !head.starts_with("HTTP/1.") || !head.lines().next().is_some_and(|l| l.contains(" 200")) {
-        return Err(std::io::Error::other(format!("status: {head}")));
+    let status = head
+        .strip_prefix("HTTP/1.")
+        .and_then(|l| l.get(2..5))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("status line: {head}")))?;
+    Ok((status, body.to_owned()))
+}
+
+/// `GET /metrics`: the body (an error unless 200).
+fn scrape(addr: SocketAddr) -> std::io::Result<String> {
+    match get(addr, "/metrics")? {
+        (200, body) => Ok(body),
+        (status, _) => Err(std::io::Error::other(format!("status {status}"))),
     }
-    Ok(body.to_owned())
+}
+
+/// Every metric name METRICS.md documents (first column of its tables).
+fn documented_names() -> Vec<String> {
+    let doc = include_str!("../METRICS.md");
+    doc.lines()
+        .filter_map(|l| l.strip_prefix("| `floe_"))
+        .filter_map(|l| l.split_once('`'))
+        .map(|(rest, _)| format!("floe_{rest}"))
+        .collect()
 }
 
 /// The value of the sample `name` whose labels include every `labels` pair.
@@ -165,8 +186,41 @@ async fn produces_and_fetches_move_the_exported_metrics() {
         // Partition 1 has its own series.
         let t1 = [("topic", "t"), ("partition", "1")];
         expect("floe_raft_is_leader", &t1, &|v| v == 1.0)?;
+        // Sampled once per tick: the node campaigned once per partition, holds its log.
+        expect("floe_raft_elections_total", &t0, &|v| v == 1.0)?;
+        expect("floe_raft_commit_lag_records", &t0, &|v| v == 0.0)?;
+        expect("floe_partition_under_replicated", &t0, &|v| v == 0.0)?;
+        expect("floe_storage_log_bytes", &t0, &|v| v >= produced_bytes)?;
+        expect("floe_storage_log_segments", &t0, &|v| v >= 1.0)?;
+        expect("floe_raft_shutdown_handovers_total", &t0, &|v| v == 0.0)?;
+        // Sampled once a second: our connection and its round-trip time.
+        expect("floe_net_connections", &[("endpoint", "client")], &|v| {
+            v >= 1.0
+        })?;
+        expect("floe_net_connections", &[("endpoint", "peer")], &|v| {
+            v == 0.0
+        })?;
+        expect(
+            "floe_net_rtt_seconds_count",
+            &[("endpoint", "client")],
+            &|v| v >= 1.0,
+        )?;
+        // Every documented name is exported (histograms as their `_count` series).
+        for name in documented_names() {
+            let present = m.lines().any(|l| {
+                l.strip_prefix(name.as_str())
+                    .is_some_and(|r| r.starts_with(['{', ' ']) || r.starts_with("_count"))
+            });
+            if !present {
+                return Err(format!("{name} (documented in METRICS.md) is not exported"));
+            }
+        }
         Ok(())
     };
+    assert!(
+        documented_names().len() >= 15,
+        "METRICS.md lists the metrics"
+    );
     // The latency of an answer and the status gauges are recorded just after the client
     // sees the answer: scrape until they show.
     let started = Instant::now();
@@ -184,6 +238,21 @@ async fn produces_and_fetches_move_the_exported_metrics() {
         assert!(started.elapsed() < WAIT, "metrics never matched: {failure}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Health: liveness, readiness (every hosted partition has its leader), unknown paths.
+    let probe = |path: &'static str| {
+        tokio::task::spawn_blocking(move || get(metrics_addr, path).expect(path))
+    };
+    assert_eq!(probe("/health").await.expect("join"), (200, "ok\n".into()));
+    assert_eq!(
+        probe("/ready").await.expect("join"),
+        (200, "ready\n".into())
+    );
+    assert_eq!(probe("/health?ready").await.expect("join").0, 200);
+    assert_eq!(probe("/nope").await.expect("join").0, 404);
     conn.close(0u32.into(), b"done");
     node.shutdown().await;
+    // The node is gone: not ready any more, still alive.
+    let (status, body) = probe("/ready").await.expect("join");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(probe("/health").await.expect("join").0, 200);
 }

@@ -179,7 +179,13 @@ async fn two_replicas_replicate_over_quic_and_survive_a_peer_restart() {
     // node 1 must re-dial it, and replication goes on.
     let node2 = nodes.pop().expect("node 2");
     let addr2 = addrs[&2].addr;
-    node2.transport.shutdown().await;
+    let Node {
+        replica: replica2,
+        transport: transport2,
+        ..
+    } = node2;
+    transport2.shutdown().await;
+    drop(transport2);
     let mut rebound = None;
     for _ in 0..100 {
         match endpoint(dir.path(), 2, addr2) {
@@ -193,7 +199,7 @@ async fn two_replicas_replicate_over_quic_and_survive_a_peer_restart() {
     let ep = rebound.expect("node 2's address can be bound again");
     let (transport, inbound) = PeerTransport::start(2, ep, addrs, TransportOptions::default());
     nodes.push(Node {
-        replica: node2.replica,
+        replica: replica2,
         transport,
         inbound,
     });

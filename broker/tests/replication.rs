@@ -934,6 +934,130 @@ fn a_replica_with_a_damaged_durable_batch_is_repaired_from_the_leader() {
     assert_eq!(repaired[2], log[2], "seed {seed}");
 }
 
+/// Found by floe-check (long profile, seed 9001: a bit flipped in a follower's sealed segment
+/// while it was down stayed in its committed prefix for the rest of the run). Recovery trusts
+/// sealed indexes and nobody reads a follower's old data, so the damage was never met: the
+/// replica kept voting and counting toward commit over a range it cannot serve. Now an open
+/// after a crash or kill (no clean-shutdown marker) checks every CRC: the damage is reported
+/// at restart and repaired from the leader.
+#[test]
+fn a_follower_with_damage_in_a_sealed_segment_finds_it_at_restart() {
+    let seed = 72;
+    let mut c = Cluster::new(seed, (0..3).map(|_| Disk::Fault(FaultDir::new())).collect());
+    let mut produced = BTreeMap::new();
+    let (follower, log) = sealed_prefix(&mut c, &mut produced);
+    c.kill_with(follower, CrashMode::KeepAll);
+    flip_in_first_segment(&mut c, follower, &log);
+    c.start(follower);
+    assert!(
+        c.replica(follower).verified_at_open(),
+        "seed {seed}: a kill is an unclean stop"
+    );
+    assert!(
+        c.replica(follower).raft().is_corrupt(),
+        "seed {seed}: the damage at offset {} in the sealed segment is reported at restart",
+        log[2].0
+    );
+    c.converge();
+    assert!(
+        !c.replica(follower).raft().is_corrupt(),
+        "seed {seed}: repaired"
+    );
+    c.check_acknowledged(&produced);
+    assert_eq!(c.committed_log(follower)[2], log[2], "seed {seed}");
+}
+
+/// A clean close leaves the clean-shutdown marker: the next open trusts the sealed segments
+/// (no full scrub), so damage done to them while the node was stopped is not found at open,
+/// but the background scrub (`Replica::scrub_step`) finds it and it is repaired from the
+/// leader. A kill leaves no marker: the next open checks everything.
+#[test]
+fn a_clean_close_is_trusted_at_open_and_the_background_scrub_finds_damage() {
+    let seed = 73;
+    let mut c = Cluster::new(seed, (0..3).map(|_| Disk::Fault(FaultDir::new())).collect());
+    let mut produced = BTreeMap::new();
+    let (follower, log) = sealed_prefix(&mut c, &mut produced);
+    let replica = c.node(follower).replica.take().expect("follower up");
+    replica.close().expect("clean close");
+    flip_in_first_segment(&mut c, follower, &log);
+    c.start(follower);
+    assert!(
+        !c.replica(follower).verified_at_open(),
+        "seed {seed}: the clean-shutdown marker is honoured"
+    );
+    assert!(
+        !c.replica(follower).raft().is_corrupt(),
+        "seed {seed}: recovery trusts the sealed segment"
+    );
+    // The background scrub, a few KiB at a time, finds it within one pass.
+    let mut found = false;
+    for _ in 0..10_000 {
+        let step = c.replica(follower).scrub_step(4096).expect("scrub step");
+        if !step.found.is_empty() {
+            assert_eq!(step.found[0].start, log[2].0, "seed {seed}");
+            found = true;
+            break;
+        }
+        assert!(!step.wrapped, "seed {seed}: a full pass missed the damage");
+    }
+    assert!(found, "seed {seed}: the scrub found the damage");
+    assert!(c.replica(follower).raft().is_corrupt(), "seed {seed}");
+    c.replica(follower).process().expect("process");
+    c.converge();
+    assert!(
+        !c.replica(follower).raft().is_corrupt(),
+        "seed {seed}: repaired"
+    );
+    c.check_acknowledged(&produced);
+    assert_eq!(c.committed_log(follower)[2], log[2], "seed {seed}");
+    // A kill (no close) is not trusted: the next open checks everything.
+    c.kill_with(follower, CrashMode::KeepAll);
+    c.start(follower);
+    assert!(c.replica(follower).verified_at_open(), "seed {seed}");
+    assert!(!c.replica(follower).raft().is_corrupt(), "seed {seed}");
+}
+
+/// Produces enough for the 16 KiB first segment to roll (sealed) and converges; returns a
+/// follower and its committed log.
+fn sealed_prefix(
+    c: &mut Cluster,
+    produced: &mut BTreeMap<u64, String>,
+) -> (u64, Vec<(u64, Bytes)>) {
+    let seed = c.seed;
+    produce_many(c, "s", 400, produced);
+    c.converge();
+    let leader = c.elect();
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    let log = c.committed_log(follower);
+    let in_first: usize = log
+        .iter()
+        .scan(0usize, |bytes, (_, b)| {
+            *bytes += b.len();
+            Some(*bytes)
+        })
+        .take_while(|end| *end <= 16 << 10)
+        .count();
+    assert!(
+        in_first > 2 && in_first < log.len(),
+        "seed {seed}: the first segment rolled"
+    );
+    (follower, log)
+}
+
+/// Flips a bit inside the third batch of the (stopped) node's first segment.
+fn flip_in_first_segment(c: &mut Cluster, id: u64, log: &[(u64, Bytes)]) {
+    let pos: usize = log[..2].iter().map(|(_, b)| b.len()).sum();
+    let Disk::Fault(disk) = &c.node(id).disk else {
+        panic!("fault disk expected");
+    };
+    let segment = format!("{:020}.log", log[0].0);
+    let flip_at = (pos + floe_protocol::batch::HEADER_LEN + 1) as u64;
+    assert!(
+        disk.flip_bit(&segment, flip_at, 3),
+        "flip a bit in {segment}"
+    );
+}
+
 // ----- idempotent producers across the group -----
 
 /// A batch from producer `pid` (epoch 0) of one record per value, starting at `seq`.

@@ -26,6 +26,16 @@ pub enum Setting {
     TlsKey,
     /// `--ca-cert`.
     CaCert,
+    /// `--max-connections-per-ip`.
+    MaxConnectionsPerIp,
+    /// `--max-streams-per-connection`.
+    MaxStreamsPerConnection,
+    /// `--segment-bytes`.
+    SegmentBytes,
+    /// `--retention-bytes`.
+    RetentionBytes,
+    /// `--retention-ms`.
+    RetentionMs,
 }
 
 impl Setting {
@@ -42,6 +52,11 @@ impl Setting {
             Setting::TlsCert => "tls-cert",
             Setting::TlsKey => "tls-key",
             Setting::CaCert => "ca-cert",
+            Setting::MaxConnectionsPerIp => "max-connections-per-ip",
+            Setting::MaxStreamsPerConnection => "max-streams-per-connection",
+            Setting::SegmentBytes => "segment-bytes",
+            Setting::RetentionBytes => "retention-bytes",
+            Setting::RetentionMs => "retention-ms",
         }
     }
 
@@ -58,6 +73,11 @@ impl Setting {
             Setting::TlsCert => "FLOE_TLS_CERT",
             Setting::TlsKey => "FLOE_TLS_KEY",
             Setting::CaCert => "FLOE_CA_CERT",
+            Setting::MaxConnectionsPerIp => "FLOE_MAX_CONNECTIONS_PER_IP",
+            Setting::MaxStreamsPerConnection => "FLOE_MAX_STREAMS_PER_CONNECTION",
+            Setting::SegmentBytes => "FLOE_SEGMENT_BYTES",
+            Setting::RetentionBytes => "FLOE_RETENTION_BYTES",
+            Setting::RetentionMs => "FLOE_RETENTION_MS",
         }
     }
 
@@ -131,6 +151,14 @@ pub enum Invalid {
     /// `--voters` lists no voter.
     #[error("no voters listed")]
     NoVoters,
+    /// A limit outside its allowed range.
+    #[error("must be between {min} and {max}")]
+    OutOfRange {
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+    },
 }
 
 /// Why `floe serve`'s configuration could not be resolved.

@@ -20,6 +20,11 @@ pub(super) struct FileConfig {
     pub(super) tls_cert: Option<PathBuf>,
     pub(super) tls_key: Option<PathBuf>,
     pub(super) ca_cert: Option<PathBuf>,
+    pub(super) max_connections_per_ip: Option<u64>,
+    pub(super) max_streams_per_connection: Option<u64>,
+    pub(super) segment_bytes: Option<u64>,
+    pub(super) retention_bytes: Option<u64>,
+    pub(super) retention_ms: Option<u64>,
 }
 
 /// `voters = "1@h:p,2@h:p"` or `voters = ["1@h:p", "2@h:p"]`.

@@ -16,6 +16,15 @@
 //! | node certificate | `--tls-cert` | `FLOE_TLS_CERT` | `tls-cert` | required |
 //! | node key | `--tls-key` | `FLOE_TLS_KEY` | `tls-key` | required |
 //! | cluster CA | `--ca-cert` | `FLOE_CA_CERT` | `ca-cert` | required |
+//! | client connections per IP (0: no limit) | `--max-connections-per-ip` | `FLOE_MAX_CONNECTIONS_PER_IP` | `max-connections-per-ip` | 4096 |
+//! | concurrent requests (streams) per client connection | `--max-streams-per-connection` | `FLOE_MAX_STREAMS_PER_CONNECTION` | `max-streams-per-connection` | 1024 |
+//! | partition log segment size | `--segment-bytes` | `FLOE_SEGMENT_BYTES` | `segment-bytes` | 268435456 (256 MiB) |
+//! | retention by size, per partition | `--retention-bytes` | `FLOE_RETENTION_BYTES` | `retention-bytes` | none (keep all) |
+//! | retention by age | `--retention-ms` | `FLOE_RETENTION_MS` | `retention-ms` | none (keep all) |
+//!
+//! The log settings apply to every partition the node hosts (per-topic settings come with the
+//! controller). Retention discards whole sealed segments, on every replica, only below the
+//! high watermark.
 //!
 //! `--voters` is `ID@HOST:PORT,...` (peer addresses of the controller voters); in the file it
 //! may also be an array of `"ID@HOST:PORT"` strings.
@@ -74,6 +83,16 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
     /// `--ca-cert FILE`.
     pub ca_cert: Option<PathBuf>,
+    /// `--max-connections-per-ip N`.
+    pub max_connections_per_ip: Option<String>,
+    /// `--max-streams-per-connection N`.
+    pub max_streams_per_connection: Option<String>,
+    /// `--segment-bytes N`.
+    pub segment_bytes: Option<String>,
+    /// `--retention-bytes N`.
+    pub retention_bytes: Option<String>,
+    /// `--retention-ms N`.
+    pub retention_ms: Option<String>,
 }
 
 /// The resolved configuration of one `floe serve` node.
@@ -97,6 +116,18 @@ pub struct ServeConfig {
     pub tls_key: PathBuf,
     /// The cluster CA certificate (PEM).
     pub ca_cert: PathBuf,
+    /// Client connections one IP address may hold at once (0: no limit); one more is closed
+    /// with a reason right after its handshake.
+    pub max_connections_per_ip: u32,
+    /// Requests (bidirectional streams) one client connection may have open at once: QUIC
+    /// stream credit, so a client waits for a free stream rather than being refused.
+    pub max_streams_per_connection: u32,
+    /// Partition log segment size in bytes.
+    pub segment_bytes: u64,
+    /// Retention by size per partition log (`None`: keep everything).
+    pub retention_bytes: Option<u64>,
+    /// Retention by age in milliseconds (`None`: keep everything).
+    pub retention_ms: Option<u64>,
 }
 
 /// Default client listener.
@@ -105,6 +136,12 @@ pub const DEFAULT_CLIENT_ADDR: &str = "127.0.0.1:7400";
 pub const DEFAULT_PEER_ADDR: &str = "127.0.0.1:7401";
 /// Default metrics listener.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:7402";
+/// Default client connections per IP address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = floe_net::DEFAULT_MAX_CONNECTIONS_PER_IP;
+/// Default concurrent requests per client connection.
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+/// Default partition log segment size (256 MiB).
+pub const DEFAULT_SEGMENT_BYTES: u64 = 256 << 20;
 
 impl ServeConfig {
     /// Resolves the configuration from `args`, the environment (`env(name)` returns the value
@@ -151,6 +188,40 @@ impl ServeConfig {
             tls_cert: layers.path(Setting::TlsCert, args.tls_cert.as_ref(), &file.tls_cert)?,
             tls_key: layers.path(Setting::TlsKey, args.tls_key.as_ref(), &file.tls_key)?,
             ca_cert: layers.path(Setting::CaCert, args.ca_cert.as_ref(), &file.ca_cert)?,
+            max_connections_per_ip: layers.number(
+                Setting::MaxConnectionsPerIp,
+                &args.max_connections_per_ip,
+                file.max_connections_per_ip,
+                DEFAULT_MAX_CONNECTIONS_PER_IP,
+                0..=1 << 20,
+            )?,
+            max_streams_per_connection: layers.number(
+                Setting::MaxStreamsPerConnection,
+                &args.max_streams_per_connection,
+                file.max_streams_per_connection,
+                DEFAULT_MAX_STREAMS_PER_CONNECTION,
+                1..=1 << 16,
+            )?,
+            segment_bytes: layers
+                .number_in(
+                    Setting::SegmentBytes,
+                    &args.segment_bytes,
+                    file.segment_bytes,
+                    1024..=floe_storage::LogConfig::MAX_SEGMENT_BYTES,
+                )?
+                .unwrap_or(DEFAULT_SEGMENT_BYTES),
+            retention_bytes: layers.number_in(
+                Setting::RetentionBytes,
+                &args.retention_bytes,
+                file.retention_bytes,
+                0..=u64::MAX,
+            )?,
+            retention_ms: layers.number_in(
+                Setting::RetentionMs,
+                &args.retention_ms,
+                file.retention_ms,
+                0..=u64::MAX,
+            )?,
         })
     }
 
@@ -237,6 +308,50 @@ impl<E: Fn(&str) -> Option<String>> Layers<'_, E> {
         raw.trim()
             .parse::<SocketAddr>()
             .map_err(|_| setting.invalid(origin, raw, Invalid::BadSocketAddr))
+    }
+
+    /// A whole number in `range` (the default when no layer sets it).
+    fn number(
+        &self,
+        setting: Setting,
+        flag: &Option<String>,
+        file: Option<u64>,
+        default: u32,
+        range: std::ops::RangeInclusive<u32>,
+    ) -> Result<u32, ConfigError> {
+        let range = u64::from(*range.start())..=u64::from(*range.end());
+        let n = self.number_in(setting, flag, file, range)?;
+        // In range, so it fits.
+        Ok(n.map_or(default, |n| u32::try_from(n).unwrap_or(default)))
+    }
+
+    /// A whole number in `range`, if some layer sets it.
+    fn number_in(
+        &self,
+        setting: Setting,
+        flag: &Option<String>,
+        file: Option<u64>,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>, ConfigError> {
+        let file = file.map(|n| n.to_string());
+        let Some((raw, origin)) = self.pick(setting, flag.as_deref(), file.as_deref()) else {
+            return Ok(None);
+        };
+        let n = raw
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| setting.invalid(origin, raw.clone(), Invalid::NotANumber))?;
+        if !range.contains(&n) {
+            return Err(setting.invalid(
+                origin,
+                raw,
+                Invalid::OutOfRange {
+                    min: *range.start(),
+                    max: *range.end(),
+                },
+            ));
+        }
+        Ok(Some(n))
     }
 
     fn voters(&self) -> Result<Vec<Voter>, ConfigError> {

@@ -267,3 +267,89 @@ fn bad_voters_are_rejected() {
     assert_eq!(parse_voters(" , "), Err(Invalid::NoVoters));
     assert_eq!(parse_voters(""), Err(Invalid::NoVoters));
 }
+
+#[test]
+fn connection_and_stream_limits_resolve_per_layer_and_are_bounded() {
+    let cfg = ServeConfig::load(&full_args(), |_| None).expect("config");
+    assert_eq!(cfg.max_connections_per_ip, DEFAULT_MAX_CONNECTIONS_PER_IP);
+    assert_eq!(
+        cfg.max_streams_per_connection,
+        DEFAULT_MAX_STREAMS_PER_CONNECTION
+    );
+
+    let f = write_file(&format!(
+        "{FULL_FILE}max-connections-per-ip = 5\nmax-streams-per-connection = 7\n"
+    ));
+    let args = ServeArgs {
+        config: Some(f.path().to_owned()),
+        max_streams_per_connection: Some("9".into()),
+        ..ServeArgs::default()
+    };
+    let cfg =
+        ServeConfig::load(&args, env_of(&[("FLOE_MAX_CONNECTIONS_PER_IP", "0")])).expect("config");
+    assert_eq!(
+        cfg.max_connections_per_ip, 0,
+        "env over file; 0 is no limit"
+    );
+    assert_eq!(cfg.max_streams_per_connection, 9, "flag over file");
+
+    let args = ServeArgs {
+        max_streams_per_connection: Some("0".into()),
+        ..full_args()
+    };
+    let err = ServeConfig::load(&args, |_| None).expect_err("0 streams");
+    assert!(matches!(
+        err,
+        ConfigError::Invalid {
+            setting: Setting::MaxStreamsPerConnection,
+            origin: Origin::Flag,
+            why: Invalid::OutOfRange { min: 1, .. },
+            ..
+        }
+    ));
+    let err = ServeConfig::load(
+        &full_args(),
+        env_of(&[("FLOE_MAX_CONNECTIONS_PER_IP", "x")]),
+    )
+    .expect_err("not a number");
+    assert!(matches!(
+        err,
+        ConfigError::Invalid {
+            setting: Setting::MaxConnectionsPerIp,
+            origin: Origin::Env,
+            why: Invalid::NotANumber,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn log_settings_default_to_keeping_everything_and_are_bounded() {
+    let cfg = ServeConfig::load(&full_args(), |_| None).expect("config");
+    assert_eq!(cfg.segment_bytes, DEFAULT_SEGMENT_BYTES);
+    assert_eq!((cfg.retention_bytes, cfg.retention_ms), (None, None));
+    let f = write_file(&format!("{FULL_FILE}retention-ms = 60000\n"));
+    let args = ServeArgs {
+        config: Some(f.path().to_owned()),
+        segment_bytes: Some("65536".into()),
+        ..ServeArgs::default()
+    };
+    let cfg =
+        ServeConfig::load(&args, env_of(&[("FLOE_RETENTION_BYTES", "1000000")])).expect("config");
+    assert_eq!(cfg.segment_bytes, 65536);
+    assert_eq!(cfg.retention_bytes, Some(1_000_000));
+    assert_eq!(cfg.retention_ms, Some(60_000));
+    let args = ServeArgs {
+        segment_bytes: Some("100".into()),
+        ..full_args()
+    };
+    let err = ServeConfig::load(&args, |_| None).expect_err("tiny segments");
+    assert!(matches!(
+        err,
+        ConfigError::Invalid {
+            setting: Setting::SegmentBytes,
+            why: Invalid::OutOfRange { min: 1024, .. },
+            ..
+        }
+    ));
+}

@@ -13,7 +13,8 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use super::worker::{Busy, Cmd, PartitionStatus};
-use super::{Shared, TopicSpec};
+use super::{Hosted, Shared, Table};
+use crate::controller::{Command, ControllerState, LiveLeader, TopicRecord};
 use crate::partition::{self, FetchError, ProduceError};
 use crate::telemetry;
 
@@ -54,9 +55,9 @@ impl Handler for ClientService {
 }
 
 /// Where a partition request goes.
-enum Route<'a> {
+enum Route {
     /// This node leads it.
-    Leader(&'a super::Hosted, PartitionStatus),
+    Leader(Arc<Hosted>, PartitionStatus),
     /// Refused with this code (and leader hint).
     Refused(ErrorCode, Option<u64>),
 }
@@ -66,16 +67,21 @@ impl ClientService {
         ClientService { shared }
     }
 
-    fn route(&self, topic: &str, partition: u32) -> Route<'_> {
-        let Some(t) = self.shared.topic(topic) else {
+    fn route(&self, topic: &str, partition: u32) -> Route {
+        let (state, table) = (self.shared.controller.state(), self.shared.table());
+        let Some(t) = state.topic(topic) else {
             return Route::Refused(ErrorCode::UnknownTopicOrPartition, None);
         };
-        let Some(replicas) = t.replicas.get(partition as usize) else {
+        let Some(pa) = t.partitions.get(partition as usize) else {
             return Route::Refused(ErrorCode::UnknownTopicOrPartition, None);
         };
-        let Some(h) = self.shared.hosted(topic, partition) else {
-            // Not a replica here: the first replica is the best guess.
-            return Route::Refused(ErrorCode::NotLeader, replicas.first().copied());
+        let Some(h) = hosted_now(&table, t, partition) else {
+            if pa.replicas.iter().any(|r| r.0 == self.shared.node_id) {
+                // Placed here, not open yet.
+                return Route::Refused(ErrorCode::LeaderNotAvailable, None);
+            }
+            // Not a replica here: the preferred leader is the best guess.
+            return Route::Refused(ErrorCode::NotLeader, Some(pa.preferred_leader.0));
         };
         let status = *h.handle.status.borrow();
         if status.failed {
@@ -109,76 +115,45 @@ impl ClientService {
                 count_errors(api, resp.topics.iter().map(|t| t.error));
                 Response::from(resp)
             }
-            Request::DescribeCluster(_) => Response::from(DescribeClusterResponse {
-                error: ErrorCode::None,
-                cluster_id: self.shared.cluster_id.clone(),
-                controller_id: None,
-                brokers: self.brokers(),
-            }),
+            Request::DescribeCluster(_) => Response::from(
+                self.shared
+                    .controller
+                    .state()
+                    .describe_cluster(&self.shared.cluster_id, self.shared.controller.leader()),
+            ),
             Request::ListTopics(_) => Response::from(ListTopicsResponse {
                 error: ErrorCode::None,
-                topics: self
-                    .shared
-                    .topics
-                    .iter()
-                    .map(|t| TopicListing {
-                        name: t.name.clone(),
-                        partitions: t.replicas.len() as u32,
-                        replication_factor: t.replicas.first().map_or(0, |r| r.len() as u16),
-                        internal: false,
-                    })
-                    .collect(),
+                topics: self.shared.controller.state().topic_listings(),
             }),
-            Request::DescribeTopics(r) => Response::from(counted(
-                api,
-                DescribeTopicsResponse {
-                    topics: r
-                        .names
-                        .into_iter()
-                        .map(|name| match self.shared.topic(&name) {
-                            None => TopicDescription {
-                                error: ErrorCode::UnknownTopicOrPartition,
-                                name,
-                                internal: false,
-                                partitions: vec![],
-                                configs: vec![],
-                            },
-                            Some(t) => TopicDescription {
-                                error: ErrorCode::None,
-                                name,
-                                internal: false,
-                                partitions: self.partitions_of(t),
-                                configs: vec![],
-                            },
-                        })
-                        .collect(),
-                },
-                |r| r.topics.iter().map(|t| t.error).collect(),
-            )),
-            Request::CreateTopics(r) => Response::from(counted(
-                api,
-                CreateTopicsResponse {
-                    results: r
-                        .topics
-                        .into_iter()
-                        .map(|t| self.static_table_refusal(t.name))
-                        .collect(),
-                },
-                |r| r.results.iter().map(|t| t.error).collect(),
-            )),
-            Request::DeleteTopics(r) => Response::from(counted(
-                api,
-                DeleteTopicsResponse {
-                    results: r
-                        .names
-                        .into_iter()
-                        .map(|name| self.static_table_refusal(name))
-                        .collect(),
-                },
-                |r| r.results.iter().map(|t| t.error).collect(),
-            )),
+            Request::DescribeTopics(r) => {
+                let (state, table) = (self.shared.controller.state(), self.shared.table());
+                let leader_of = |t: &str, p: u32| live_leader(&state, &table, t, p);
+                Response::from(counted(
+                    api,
+                    DescribeTopicsResponse {
+                        topics: r
+                            .names
+                            .iter()
+                            .map(|name| state.describe_topic(name, &leader_of))
+                            .collect(),
+                    },
+                    |r| r.topics.iter().map(|t| t.error).collect(),
+                ))
+            }
+            Request::CreateTopics(r) => {
+                let resp = self.create_topics(r).await;
+                Response::from(counted(api, resp, |r| {
+                    r.results.iter().map(|t| t.error).collect()
+                }))
+            }
+            Request::DeleteTopics(r) => {
+                let resp = self.delete_topics(r).await;
+                Response::from(counted(api, resp, |r| {
+                    r.results.iter().map(|t| t.error).collect()
+                }))
+            }
             Request::InitProducerId(r) => {
-                let resp = self.init_producer_id(r);
+                let resp = self.init_producer_id(r).await;
                 count_errors(api, [resp.error]);
                 Response::from(resp)
             }
@@ -221,12 +196,10 @@ impl ClientService {
             .record(started.elapsed().as_secs_f64());
     }
 
-    /// Allocates a producer id, or bumps the epoch of `r.producer_id`. Without the controller
-    /// (whose producer-id blocks will replace this), ids are unique by construction: the
-    /// node id in the top bits and, below, a counter that starts at the node's start time in
-    /// milliseconds, so a restarted node does not hand out an id again unless it allocated
-    /// more than one id per millisecond of its previous uptime on average.
-    fn init_producer_id(&self, r: InitProducerIdRequest) -> InitProducerIdResponse {
+    /// Allocates a producer id from this node's block of the controller's (unique
+    /// cluster-wide and across restarts: the controller hands each block out once), or bumps
+    /// the epoch of `r.producer_id`.
+    async fn init_producer_id(&self, r: InitProducerIdRequest) -> InitProducerIdResponse {
         if r.producer_id >= 0 && r.producer_epoch >= 0 && r.producer_epoch < i16::MAX {
             return InitProducerIdResponse {
                 error: ErrorCode::None,
@@ -234,34 +207,74 @@ impl ClientService {
                 producer_epoch: r.producer_epoch + 1,
             };
         }
-        match self.shared.allocate_producer_id() {
+        match self.shared.allocate_producer_id().await {
             Some(producer_id) => InitProducerIdResponse {
                 error: ErrorCode::None,
                 producer_id,
                 producer_epoch: 0,
             },
             None => InitProducerIdResponse {
-                error: ErrorCode::UnknownProducerId,
+                error: ErrorCode::CoordinatorNotAvailable,
                 producer_id: -1,
                 producer_epoch: -1,
             },
         }
     }
 
-    fn static_table_refusal(&self, name: String) -> TopicResult {
-        let exists = self.shared.topic(&name).is_some();
-        TopicResult {
-            error: if exists {
-                ErrorCode::TopicAlreadyExists
-            } else {
-                ErrorCode::InvalidRequest
+    /// Proposes each topic to the controller; each answer comes once the topic exists in this
+    /// node's view (or the controller refused it).
+    async fn create_topics(&self, r: CreateTopicsRequest) -> CreateTopicsResponse {
+        let wait = Duration::from_millis(u64::from(r.timeout_ms));
+        let mut results = Vec::new();
+        for t in r.topics {
+            if r.validate_only {
+                let exists = self.shared.table().topic(&t.name).is_some();
+                results.push(TopicResult {
+                    error: if exists {
+                        ErrorCode::TopicAlreadyExists
+                    } else {
+                        ErrorCode::None
+                    },
+                    message: None,
+                    name: t.name,
+                });
+                continue;
+            }
+            let command = Command::CreateTopic {
+                name: t.name.clone(),
+                partitions: t.partitions,
+                replication_factor: t.replication_factor,
+                configs: t.configs.into_iter().map(|c| (c.name, c.value)).collect(),
+            };
+            results.push(self.admin(t.name, command, wait).await);
+        }
+        CreateTopicsResponse { results }
+    }
+
+    /// Proposes each deletion to the controller; each answer comes once this node's view no
+    /// longer has the topic (and its partitions here are stopping).
+    async fn delete_topics(&self, r: DeleteTopicsRequest) -> DeleteTopicsResponse {
+        let wait = Duration::from_millis(u64::from(r.timeout_ms));
+        let mut results = Vec::new();
+        for name in r.names {
+            let command = Command::DeleteTopic { name: name.clone() };
+            results.push(self.admin(name, command, wait).await);
+        }
+        DeleteTopicsResponse { results }
+    }
+
+    async fn admin(&self, name: String, command: Command, wait: Duration) -> TopicResult {
+        match self.shared.propose_admin(command, wait).await {
+            Ok(o) => TopicResult {
+                name,
+                error: o.code,
+                message: o.message,
             },
-            message: Some(
-                "topics come from the static topic table of `floe serve --topics` until the \
-                 controller is connected"
-                    .into(),
-            ),
-            name,
+            Err(e) => TopicResult {
+                name,
+                error: ErrorCode::RequestTimedOut,
+                message: Some(e.to_string()),
+            },
         }
     }
 
@@ -276,74 +289,15 @@ impl ClientService {
         }
     }
 
-    fn brokers(&self) -> Vec<BrokerInfo> {
-        self.shared
-            .brokers
-            .iter()
-            .map(|b| BrokerInfo {
-                node_id: b.id,
-                host: b.client_addr.ip().to_string(),
-                port: b.client_addr.port(),
-                rack: None,
-            })
-            .collect()
-    }
-
-    fn partitions_of(&self, t: &TopicSpec) -> Vec<PartitionMetadata> {
-        t.replicas
-            .iter()
-            .enumerate()
-            .map(|(p, replicas)| {
-                let p = p as u32;
-                let status = self
-                    .shared
-                    .hosted(&t.name, p)
-                    .map(|h| *h.handle.status.borrow());
-                let (error, leader, term) = match status {
-                    Some(s) if s.leader.is_some() => (ErrorCode::None, s.leader, s.term),
-                    Some(s) => (ErrorCode::LeaderNotAvailable, None, s.term),
-                    // Not hosted here: this node cannot tell who leads.
-                    None => (ErrorCode::LeaderNotAvailable, None, 0),
-                };
-                PartitionMetadata {
-                    error,
-                    partition: p,
-                    leader,
-                    leader_term: term,
-                    replicas: replicas.clone(),
-                    in_sync: replicas.clone(),
-                }
-            })
-            .collect()
-    }
-
     fn metadata(&self, r: MetadataRequest) -> MetadataResponse {
-        let names: Vec<String> = r
-            .topics
-            .unwrap_or_else(|| self.shared.topics.iter().map(|t| t.name.clone()).collect());
-        let topics = names
-            .into_iter()
-            .map(|name| match self.shared.topic(&name) {
-                None => TopicMetadata {
-                    error: ErrorCode::UnknownTopicOrPartition,
-                    name,
-                    internal: false,
-                    partitions: vec![],
-                },
-                Some(t) => TopicMetadata {
-                    error: ErrorCode::None,
-                    name,
-                    internal: false,
-                    partitions: self.partitions_of(t),
-                },
-            })
-            .collect();
-        MetadataResponse {
-            brokers: self.brokers(),
-            cluster_id: self.shared.cluster_id.clone(),
-            controller_id: None,
-            topics,
-        }
+        let (state, table) = (self.shared.controller.state(), self.shared.table());
+        let leader_of = |t: &str, p: u32| live_leader(&state, &table, t, p);
+        state.metadata(
+            &self.shared.cluster_id,
+            self.shared.controller.leader(),
+            r.topics.as_deref(),
+            &leader_of,
+        )
     }
 
     async fn produce(&self, r: ProduceRequest) -> ProduceResponse {
@@ -459,7 +413,7 @@ impl ClientService {
     /// Reads committed batches of one partition; `Err` is the partition's error result.
     async fn read(
         &self,
-        h: &super::Hosted,
+        h: &Hosted,
         offset: u64,
         max_bytes: usize,
     ) -> Result<Option<floe_storage::ReadBatches>, ErrorCode> {
@@ -514,7 +468,7 @@ impl ClientService {
                             res.log_start_offset = status.log_start;
                             let max = (fp.max_bytes as usize).min(budget);
                             if fp.fetch_offset < status.high_watermark && max > 0 {
-                                match self.read(h, fp.fetch_offset, max).await {
+                                match self.read(&h, fp.fetch_offset, max).await {
                                     Ok(Some(rb)) => {
                                         budget = budget.saturating_sub(rb.bytes.len());
                                         total += rb.bytes.len();
@@ -719,7 +673,7 @@ impl ClientService {
                     continue;
                 }
                 let max = (sub.3 as u64).min(available) as usize;
-                match self.read(h, sub.2, max).await {
+                match self.read(&h, sub.2, max).await {
                     Ok(Some(rb)) => {
                         h.metrics.subscribe_bytes.increment(rb.bytes.len() as u64);
                         sub.2 = rb.next_offset;
@@ -775,6 +729,40 @@ impl ClientService {
         }
         credit_task.abort();
         let _ = responder.finish();
+    }
+}
+
+/// The hosted replica of partition `partition` of topic `t` (this incarnation of the topic:
+/// the table may still hold a deleted namesake's replica for a moment).
+fn hosted_now(table: &Table, t: &TopicRecord, partition: u32) -> Option<Arc<Hosted>> {
+    table
+        .hosted(&t.name, partition)
+        .filter(|h| h.group_id == super::group_id(t.id, partition))
+        .cloned()
+}
+
+/// The leader of a partition as this node knows it: its own replica's view where it hosts
+/// one; else (no replica here, or one not open yet) the controller's preferred leader
+/// (term 0) as a hint: a client that asks it is redirected with `NotLeader` if it does not
+/// lead.
+fn live_leader(
+    state: &ControllerState,
+    table: &Table,
+    topic: &str,
+    partition: u32,
+) -> Option<LiveLeader> {
+    let t = state.topic(topic)?;
+    let pa = t.partitions.get(partition as usize)?;
+    match hosted_now(table, t, partition) {
+        Some(h) => {
+            let s = *h.handle.status.borrow();
+            s.leader.map(|node| LiveLeader { node, term: s.term })
+        }
+        // Not hosted here, or placed here and not open yet.
+        None => Some(LiveLeader {
+            node: pa.preferred_leader.0,
+            term: 0,
+        }),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The static cluster table of `floe serve --topics FILE` (until the controller is connected).
+//! The bootstrap table of `floe serve --topics FILE`: topics the node creates through the
+//! controller at start if they do not exist yet.
 //!
 //! ```toml
 //! # Client addresses the other brokers advertise (this node's own comes from --client-addr).
@@ -16,8 +17,9 @@
 //! replicas = [[1, 2, 3]]     # or each partition's replicas explicitly
 //! ```
 //!
-//! The brokers are the `--voters` (their peer addresses come from there); the file must be
-//! the same on every node.
+//! Placement is the controller's: a topic's explicit `replicas` only give its partition count
+//! and replication factor. `[[broker]]` entries are optional (brokers advertise their client
+//! addresses when they register with the controller).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -117,8 +119,9 @@ impl StaticTable {
         })
     }
 
-    /// The brokers (every voter, with its peer address and advertised client address) and
-    /// the topics, for node `config.node_id`.
+    /// The nodes known at start (every voter with its peer address, and this node) and the
+    /// bootstrap topics, for node `config.node_id`. Only this node's client address matters:
+    /// the others advertise theirs when they register with the controller.
     pub fn resolve(
         &self,
         config: &ServeConfig,
@@ -145,11 +148,12 @@ impl StaticTable {
                     addr: shown.clone(),
                     reason: "no address".into(),
                 })?;
+            // Other brokers advertise their client addresses when they register with the
+            // controller; a `[[broker]]` entry is only checked (it predates the controller).
             let client_addr = if v.id == config.node_id {
                 config.client_addr
             } else {
-                let entry = self.broker.iter().find(|b| b.id == v.id);
-                match entry {
+                match self.broker.iter().find(|b| b.id == v.id) {
                     Some(b) => {
                         b.client_addr
                             .parse::<SocketAddr>()
@@ -158,12 +162,7 @@ impl StaticTable {
                                 reason: format!("client-addr {:?} is not IP:PORT", b.client_addr),
                             })?
                     }
-                    None => {
-                        return Err(TableError::Broker {
-                            id: v.id,
-                            reason: "no [[broker]] entry with its client-addr".into(),
-                        });
-                    }
+                    None => SocketAddr::from(([0, 0, 0, 0], 0)),
                 }
             };
             brokers.push(BrokerSpec {
@@ -175,7 +174,18 @@ impl StaticTable {
                 },
             });
         }
-        let ids: Vec<u64> = brokers.iter().map(|b| b.id).collect();
+        if !config.is_voter() {
+            // A broker-only node: its own entry (what it registers with the controller).
+            brokers.push(BrokerSpec {
+                id: config.node_id,
+                client_addr: config.client_addr,
+                peer: PeerAddress {
+                    addr: config.peer_addr,
+                    server_name: config.peer_addr.ip().to_string(),
+                },
+            });
+        }
+        let ids: Vec<u64> = config.voters.iter().map(|v| v.id).collect();
         let mut topics = Vec::new();
         for t in &self.topic {
             let spec = match (&t.replicas, t.partitions, t.replication_factor) {

@@ -4,6 +4,10 @@
 //! threads. Everyone else talks to the owner through its command channel ([`Cmd`]) and
 //! watches its published [`PartitionStatus`] (role, leader, high watermark), which async
 //! readers (fetch long-polls, subscriptions) wait on.
+//!
+//! On `Stop` a leader hands its leadership over first (see [`Cmd::Stop`]); once per tick the
+//! owner samples the metrics that move without a status change (elections, commit lag, log
+//! size, and on the leader whether every follower keeps up: [`InSync`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use floe_raft::Message;
+use floe_raft::{Message, NodeId};
 use floe_storage::ReadBatches;
 use tokio::sync::{Notify, oneshot, watch};
 
@@ -43,8 +47,13 @@ pub(crate) enum Cmd {
         ts: i64,
         reply: oneshot::Sender<Option<(u64, i64)>>,
     },
-    /// Close the replica cleanly and end the thread.
+    /// Close the replica cleanly and end the thread. A leader first hands its leadership to
+    /// the most up-to-date follower and waits (at most [`HANDOVER_WAIT`]) until that follower
+    /// leads, so producers move to it at once instead of waiting out an election timeout.
     Stop,
+    /// Close the replica at once, without handing leadership over: its partition is being
+    /// deleted (every replica is closing).
+    Discard,
 }
 
 /// What the owner publishes after every round.
@@ -95,6 +104,20 @@ impl PartitionHandle {
 pub(crate) struct WorkerOptions {
     pub(crate) tick: Duration,
     pub(crate) queue: usize,
+    /// The background scrub's rate over the sealed segments (0: off).
+    pub(crate) scrub_bytes_per_sec: u64,
+}
+
+impl WorkerOptions {
+    /// The scrub's byte budget per tick (at least one byte when the scrub is on, so a very
+    /// short tick still makes progress).
+    fn scrub_budget(&self) -> u64 {
+        if self.scrub_bytes_per_sec == 0 {
+            return 0;
+        }
+        let per_tick = u128::from(self.scrub_bytes_per_sec) * self.tick.as_micros() / 1_000_000;
+        u64::try_from(per_tick).unwrap_or(u64::MAX).max(1)
+    }
 }
 
 /// The owner's per-partition metrics (handles resolved once, at spawn; no-ops without a
@@ -102,12 +125,24 @@ pub(crate) struct WorkerOptions {
 struct StatusMetrics {
     term: metrics::Gauge,
     commit_end: metrics::Gauge,
+    log_start: metrics::Gauge,
     is_leader: metrics::Gauge,
     failed: metrics::Gauge,
     leader_changes: metrics::Counter,
     persist_latency: metrics::Histogram,
+    elections: metrics::Counter,
+    commit_lag: metrics::Gauge,
+    under_replicated: metrics::Gauge,
+    log_bytes: metrics::Gauge,
+    log_segments: metrics::Gauge,
+    handovers: metrics::Counter,
+    scrubbed_bytes: metrics::Counter,
+    scrub_damage: metrics::Counter,
     /// The term of the last leader this replica learned of.
     leader_term: Option<u64>,
+    /// The last term seen in the hard state (an election this replica started shows as a
+    /// new term with its own vote).
+    seen_term: u64,
 }
 
 impl StatusMetrics {
@@ -119,17 +154,47 @@ impl StatusMetrics {
         StatusMetrics {
             term: metrics::gauge!(telemetry::RAFT_TERM, &labels),
             commit_end: metrics::gauge!(telemetry::RAFT_COMMIT_END, &labels),
+            log_start: metrics::gauge!(telemetry::RAFT_LOG_START, &labels),
             is_leader: metrics::gauge!(telemetry::RAFT_IS_LEADER, &labels),
             failed: metrics::gauge!(telemetry::PARTITION_FAILED, &labels),
             leader_changes: metrics::counter!(telemetry::RAFT_LEADER_CHANGES, &labels),
             persist_latency: metrics::histogram!(telemetry::STORAGE_FSYNC_LATENCY, &labels),
+            elections: metrics::counter!(telemetry::RAFT_ELECTIONS, &labels),
+            commit_lag: metrics::gauge!(telemetry::RAFT_COMMIT_LAG, &labels),
+            under_replicated: metrics::gauge!(telemetry::PARTITION_UNDER_REPLICATED, &labels),
+            log_bytes: metrics::gauge!(telemetry::STORAGE_LOG_BYTES, &labels),
+            log_segments: metrics::gauge!(telemetry::STORAGE_LOG_SEGMENTS, &labels),
+            handovers: metrics::counter!(telemetry::RAFT_SHUTDOWN_HANDOVERS, &labels),
+            scrubbed_bytes: metrics::counter!(telemetry::STORAGE_SCRUBBED_BYTES, &labels),
+            scrub_damage: metrics::counter!(telemetry::STORAGE_SCRUB_DAMAGE, &labels),
             leader_term: None,
+            seen_term: 0,
         }
+    }
+
+    /// Samples what changes without a status change (once per tick): elections this replica
+    /// started, commit lag, log size, replication health.
+    fn sample(&mut self, r: &Replica, under_replicated: bool) {
+        let hs = r.raft().hard_state();
+        if hs.term.0 != self.seen_term {
+            if hs.vote == Some(r.id()) {
+                self.elections.increment(1);
+            }
+            self.seen_term = hs.term.0;
+        }
+        self.commit_lag
+            .set(r.log_end().saturating_sub(r.high_watermark()) as f64);
+        let storage = r.raft().log().storage();
+        self.log_bytes.set(storage.size_bytes() as f64);
+        self.log_segments.set(storage.segment_count() as f64);
+        self.under_replicated
+            .set(if under_replicated { 1.0 } else { 0.0 });
     }
 
     fn publish(&mut self, s: &PartitionStatus) {
         self.term.set(s.term as f64);
         self.commit_end.set(s.high_watermark as f64);
+        self.log_start.set(s.log_start as f64);
         self.is_leader.set(if s.is_leader { 1.0 } else { 0.0 });
         self.failed.set(if s.failed { 1.0 } else { 0.0 });
         if s.leader.is_some() && self.leader_term != Some(s.term) {
@@ -159,6 +224,7 @@ pub(crate) fn spawn(
     let initial = status_of(&replica, false);
     let (status_tx, status_rx) = watch::channel(initial);
     let mut metrics = StatusMetrics::new(&label.topic, label.partition);
+    metrics.seen_term = replica.term().0;
     metrics.publish(&initial);
     let persisted = (replica.log_end(), replica.term().0);
     let worker = Worker {
@@ -172,10 +238,13 @@ pub(crate) fn spawn(
         failed: false,
         metrics,
         persisted,
+        in_sync: InSync::default(),
+        stopping: None,
+        next_retention: Instant::now() + RETENTION_EVERY,
     };
     let thread = std::thread::Builder::new()
         .name(format!("floe-{}-{}", label.topic, label.partition))
-        .spawn(move || worker.run(rx, options.tick))?;
+        .spawn(move || worker.run(rx, options))?;
     Ok((
         PartitionHandle {
             tx,
@@ -199,6 +268,111 @@ struct Worker {
     metrics: StatusMetrics,
     /// (log end, term) after the last `process`: a round that moves either persisted.
     persisted: (u64, u64),
+    /// The leader's view of which followers keep up (under-replicated partitions).
+    in_sync: InSync,
+    /// Set once `Stop` arrived while leading: the handover in progress.
+    stopping: Option<Handover>,
+    /// When retention is checked next.
+    next_retention: Instant,
+}
+
+/// How often each replica checks its retention settings against its log.
+pub(crate) const RETENTION_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest a stopping leader waits for its leadership to move before it closes anyway.
+pub(crate) const HANDOVER_WAIT: Duration = Duration::from_secs(4);
+
+/// A stopping leader hands over only to a follower it heard from this recently.
+pub(crate) const HANDOVER_ALIVE: Duration = Duration::from_secs(2);
+
+/// A follower is out of sync once it has not held everything committed (or not been heard
+/// from) for this long.
+pub(crate) const IN_SYNC_LAG: Duration = Duration::from_secs(5);
+
+/// A stopping leader's handover of its leadership.
+#[derive(Debug, Clone, Copy)]
+struct Handover {
+    /// Close anyway after this.
+    deadline: Instant,
+    /// When the last transfer was asked for (the core abandons one after an election
+    /// timeout; then the next most up-to-date follower is asked).
+    asked: Instant,
+}
+
+/// One follower as its leader sees it.
+#[derive(Debug, Clone, Copy)]
+struct FollowerSync {
+    /// The last moment at which the follower was known to hold everything committed then.
+    caught_up_at: Instant,
+    /// (commit end, when): the follower is caught up to `when` once it holds the commit end.
+    mark: (u64, Instant),
+    /// The last message from it.
+    heard_at: Instant,
+}
+
+/// Tracks, on the leader, whether each follower keeps up: Kafka's "in sync" with time
+/// bounds. A follower that holds a commit end recorded at some moment was caught up at that
+/// moment; a follower steadily a little behind under load stays in sync, one that stopped
+/// (or stopped answering) drops out after [`IN_SYNC_LAG`].
+#[derive(Debug, Default)]
+struct InSync {
+    /// Empty off the leader; reset whenever this replica becomes leader (a new term).
+    followers: HashMap<NodeId, FollowerSync>,
+    term: Option<u64>,
+}
+
+impl InSync {
+    /// Whether the leader heard from follower `id` within `within` of `now`.
+    fn heard_within(&self, id: NodeId, now: Instant, within: Duration) -> bool {
+        self.followers
+            .get(&id)
+            .is_some_and(|f| now.saturating_duration_since(f.heard_at) <= within)
+    }
+
+    fn heard(&mut self, from: NodeId, now: Instant) {
+        if let Some(f) = self.followers.get_mut(&from) {
+            f.heard_at = now;
+        }
+    }
+
+    /// Updates the view; true when some voter has been out of sync for longer than `lag`.
+    fn sample(&mut self, r: &Replica, now: Instant, lag: Duration) -> bool {
+        if !r.is_leader() {
+            self.followers.clear();
+            self.term = None;
+            return false;
+        }
+        let term = r.term().0;
+        let me = r.id();
+        let commit = r.high_watermark();
+        if self.term != Some(term) {
+            self.term = Some(term);
+            self.followers.clear();
+        }
+        let raft = r.raft();
+        let voters = raft.membership().voters();
+        self.followers.retain(|id, _| voters.contains(id));
+        let mut out = false;
+        for &v in voters.iter().filter(|&&v| v != me) {
+            let f = self.followers.entry(v).or_insert(FollowerSync {
+                caught_up_at: now,
+                mark: (commit, now),
+                heard_at: now,
+            });
+            let held = raft.match_end(v).map_or(0, |o| o.0);
+            if held >= commit {
+                f.caught_up_at = now;
+                f.mark = (commit, now);
+            } else if held >= f.mark.0 {
+                f.caught_up_at = f.caught_up_at.max(f.mark.1);
+                f.mark = (commit, now);
+            }
+            let behind = now.saturating_duration_since(f.caught_up_at);
+            let silent = now.saturating_duration_since(f.heard_at);
+            out |= behind > lag || silent > lag;
+        }
+        out
+    }
 }
 
 fn now_ms() -> u64 {
@@ -219,19 +393,32 @@ fn status_of(r: &Replica, failed: bool) -> PartitionStatus {
 }
 
 impl Worker {
-    fn run(mut self, rx: Receiver<Cmd>, tick: Duration) {
+    fn run(mut self, rx: Receiver<Cmd>, options: WorkerOptions) {
+        let tick = options.tick;
+        let scrub_budget = options.scrub_budget();
         let mut next_tick = Instant::now() + tick;
         'outer: loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
-                Ok(Cmd::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) | Ok(Cmd::Discard) => break,
+                Ok(Cmd::Stop) => {
+                    if !self.begin_stop() {
+                        break;
+                    }
+                }
                 Ok(cmd) => self.handle(cmd),
                 Err(RecvTimeoutError::Timeout) => {}
             }
             // Take everything queued: one `process` (one fsync) for the whole burst.
             while let Ok(cmd) = rx.try_recv() {
-                if matches!(cmd, Cmd::Stop) {
+                if matches!(cmd, Cmd::Discard) {
                     break 'outer;
+                }
+                if matches!(cmd, Cmd::Stop) {
+                    if !self.begin_stop() {
+                        break 'outer;
+                    }
+                    continue;
                 }
                 self.handle(cmd);
             }
@@ -244,14 +431,185 @@ impl Worker {
                     let r = self.replica.tick(now_ms());
                     self.check(r);
                 }
+                if Instant::now() >= self.next_retention {
+                    self.next_retention = Instant::now() + RETENTION_EVERY;
+                    self.apply_retention();
+                }
+                self.scrub(scrub_budget);
+                let out = self
+                    .in_sync
+                    .sample(&self.replica, Instant::now(), IN_SYNC_LAG);
+                self.metrics.sample(&self.replica, out);
             }
             self.round();
+            if self.stopping.is_some() && self.handover_done(tick) {
+                break;
+            }
         }
         self.waiting.clear();
         if !self.failed
             && let Err(e) = self.replica.close()
         {
             tracing::error!(group = self.group_id, error = %e, "closing the replica failed");
+        }
+    }
+
+    /// `Stop` arrived: true when this replica leads a group with other voters and started
+    /// handing its leadership over (the loop then runs until [`Worker::handover_done`]),
+    /// false when it can close at once.
+    fn begin_stop(&mut self) -> bool {
+        if self.stopping.is_some() {
+            return true;
+        }
+        if self.failed || self.transfer_target().is_none() {
+            return false;
+        }
+        let now = Instant::now();
+        self.stopping = Some(Handover {
+            deadline: now + HANDOVER_WAIT,
+            asked: now,
+        });
+        self.ask_transfer();
+        true
+    }
+
+    /// The most up-to-date follower heard from within [`HANDOVER_ALIVE`] (a transfer to a
+    /// follower that is down could only time out; with none alive the leader closes at once).
+    fn transfer_target(&self) -> Option<NodeId> {
+        let now = Instant::now();
+        self.replica
+            .most_caught_up_follower(|id| self.in_sync.heard_within(id, now, HANDOVER_ALIVE))
+    }
+
+    fn ask_transfer(&mut self) {
+        let Some(to) = self.transfer_target() else {
+            return;
+        };
+        match self.replica.transfer_leadership(to) {
+            Ok(()) => {
+                tracing::info!(
+                    group = self.group_id,
+                    to = to.0,
+                    "stopping: handing leadership over"
+                );
+            }
+            Err(e) => {
+                tracing::debug!(group = self.group_id, error = %e, "leadership transfer refused");
+            }
+        }
+    }
+
+    /// During a stop: whether the handover is over (another replica leads, or this one
+    /// failed, or the wait ran out); asks again when the core abandoned a transfer.
+    fn handover_done(&mut self, tick: Duration) -> bool {
+        let Some(h) = self.stopping else {
+            return true;
+        };
+        let me = self.replica.id();
+        if self.failed {
+            return true;
+        }
+        if !self.replica.is_leader() && self.replica.leader().is_some_and(|l| l != me) {
+            self.metrics.handovers.increment(1);
+            tracing::info!(
+                group = self.group_id,
+                leader = self.replica.leader().map(|l| l.0),
+                term = self.replica.term().0,
+                "stopping: leadership handed over"
+            );
+            return true;
+        }
+        let now = Instant::now();
+        if self.replica.is_leader() && self.transfer_target().is_none() {
+            // Every follower went quiet (stopped too, as when a whole cluster shuts down):
+            // nobody to hand over to.
+            tracing::info!(
+                group = self.group_id,
+                "stopping: no live follower to hand leadership to"
+            );
+            return true;
+        }
+        if now >= h.deadline {
+            tracing::warn!(
+                group = self.group_id,
+                "stopping: leadership not handed over in time; closing anyway"
+            );
+            return true;
+        }
+        // The core gives a transfer one election timeout; ask again (the most up-to-date
+        // follower may have changed) when it was abandoned while this replica still leads.
+        let abandon = tick * (self.replica.election_ticks() + 1);
+        if self.replica.is_leader() && now.saturating_duration_since(h.asked) > abandon {
+            self.stopping = Some(Handover { asked: now, ..h });
+            self.ask_transfer();
+            self.round();
+        }
+        false
+    }
+
+    /// Retention (the log's `retention_bytes` / `retention_ms`): every replica discards, on
+    /// its own, the sealed segments its settings let go, up to its high watermark, through
+    /// Raft's compaction, so a follower that later needs what was discarded is caught up from
+    /// the leader's log start.
+    fn apply_retention(&mut self) {
+        if self.failed {
+            return;
+        }
+        let hw = self.replica.high_watermark();
+        let storage = self.replica.raft().log().storage();
+        let Some(cut) = storage.retention_point(now_ms(), hw) else {
+            return;
+        };
+        if cut <= self.replica.log_start() {
+            return;
+        }
+        match self.replica.compact(cut) {
+            Ok(()) => {
+                tracing::debug!(
+                    group = self.group_id,
+                    log_start = cut,
+                    "retention discarded old segments"
+                );
+            }
+            Err(crate::partition::CompactError::Fatal(e)) => {
+                tracing::error!(group = self.group_id, error = %e, "retention failed; the replica stops");
+                self.failed = true;
+            }
+            Err(e) => {
+                tracing::debug!(group = self.group_id, error = %e, "retention skipped");
+            }
+        }
+    }
+
+    /// One step of the background scrub (`budget` bytes of sealed segments, 0: off): damage
+    /// it finds is reported to Raft by the replica (which stops trusting its log from there
+    /// and re-fetches it from the leader; the next `round` persists that).
+    fn scrub(&mut self, budget: u64) {
+        if self.failed || budget == 0 {
+            return;
+        }
+        match self.replica.scrub_step(budget) {
+            Ok(progress) => {
+                self.metrics
+                    .scrubbed_bytes
+                    .increment(progress.scanned_bytes);
+                for range in &progress.found {
+                    self.metrics.scrub_damage.increment(1);
+                    tracing::warn!(
+                        group = self.group_id,
+                        start = range.start,
+                        end = range.end,
+                        segment = range.segment,
+                        kind = ?range.kind,
+                        "the scrub found damage; repairing it from the leader"
+                    );
+                }
+            }
+            Err(e) if self.replica.is_stopped() => self.check(Err(e)),
+            Err(e) => {
+                // A read error: nothing was changed; the next tick tries again.
+                tracing::warn!(group = self.group_id, error = %e, "scrub step failed");
+            }
         }
     }
 
@@ -280,6 +638,7 @@ impl Worker {
                 }
             }
             Cmd::Peer(m) => {
+                self.in_sync.heard(m.from, Instant::now());
                 if !self.failed {
                     let r = self.replica.handle_message(m);
                     self.check(r);
@@ -300,7 +659,7 @@ impl Worker {
                 };
                 let _ = reply.send(found);
             }
-            Cmd::Stop => {}
+            Cmd::Stop | Cmd::Discard => {}
         }
     }
 

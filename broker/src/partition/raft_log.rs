@@ -41,6 +41,10 @@ pub const HARD_STATE_FILE: &str = "raft.hardstate";
 pub const SNAPSHOT_FILE: &str = "raft.snapshot";
 /// The damage-mark sidecar's name.
 pub const DAMAGED_FILE: &str = "raft.damaged";
+/// The clean-shutdown marker's name: written (durably) by a clean [`RaftLog::close`] as its
+/// last step, removed (durably) by [`RaftLog::open`] before anything else is written, so an
+/// open that does not find it knows the last stop was a crash or a kill.
+pub const CLEAN_FILE: &str = "raft.clean";
 
 /// Why the adapter failed. Wrapped in [`LogError::Storage`] when it crosses into the core.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +151,10 @@ pub struct Opened {
     pub log: RaftLog,
     /// The hard state to start the core with.
     pub hard_state: HardState,
+    /// The last stop was clean: the clean-shutdown marker ([`CLEAN_FILE`]) was there. False
+    /// after a crash or kill, and for a directory never closed (a new one holds nothing to
+    /// check, so treating it as unclean costs nothing).
+    pub clean: bool,
 }
 
 impl RaftLog {
@@ -156,6 +164,7 @@ impl RaftLog {
         config: LogConfig,
         now_ms: u64,
     ) -> Result<Opened, RaftLogError> {
+        let clean = take_clean_marker(&dir)?;
         let hard_state = HardStateFile::new(dir.clone(), HARD_STATE_FILE);
         let stored = hard_state.load()?.unwrap_or_default();
         let durable_floor = matches!(config.fsync, floe_storage::FsyncPolicy::Always)
@@ -203,6 +212,7 @@ impl RaftLog {
         Ok(Opened {
             log: me,
             hard_state,
+            clean,
         })
     }
 
@@ -248,9 +258,19 @@ impl RaftLog {
         Ok(self.log.read_until(offset, max_bytes, limit)?)
     }
 
-    /// Clean shutdown: sync and checkpoint so the next open scans nothing.
+    /// Clean shutdown: sync and checkpoint so the next open scans nothing, then write the
+    /// clean-shutdown marker ([`CLEAN_FILE`]) so the next open does not scrub everything.
     pub fn close(self) -> Result<(), RaftLogError> {
-        Ok(self.log.close()?)
+        let dir = self.dir.clone();
+        self.log.close()?;
+        sidecar::store(&dir, CLEAN_FILE, &[])?;
+        Ok(())
+    }
+
+    /// Checks about `budget` more bytes of the sealed segments (the background scrub, see
+    /// [`floe_storage::Log::scrub_step`]). New damage shows in [`RaftLog::first_damage`].
+    pub fn scrub_step(&mut self, budget: u64) -> Result<floe_storage::ScrubProgress, RaftLogError> {
+        Ok(self.log.scrub_step(budget)?)
     }
 
     /// Walks every batch header from the log start and collects configuration entries, up to
@@ -378,6 +398,27 @@ impl RaftLog {
 
 /// Encodes a control entry. The timestamp is always 0: a follower re-encodes the entries it
 /// receives, and every replica must produce the same bytes (logs are byte-identical).
+/// Whether the clean-shutdown marker is there; removes it durably (file, then directory
+/// sync) before the open writes anything, so a crash from now on is seen as unclean. A
+/// damaged marker counts as absent (unclean: the safe side).
+fn take_clean_marker(dir: &Arc<dyn Directory>) -> Result<bool, RaftLogError> {
+    let io = |source| SidecarError::Io {
+        file: CLEAN_FILE,
+        source,
+    };
+    let clean = match sidecar::load(dir, CLEAN_FILE) {
+        Ok(found) => found.is_some(),
+        Err(SidecarError::Damaged { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    match dir.remove(CLEAN_FILE) {
+        Ok(()) => dir.sync().map_err(io)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e).into()),
+    }
+    Ok(clean)
+}
+
 pub(crate) fn control_batch(rec: &ControlRecord) -> Result<Vec<u8>, RaftLogError> {
     let mut b = BatchBuilder::control();
     let built = b

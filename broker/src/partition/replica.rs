@@ -35,10 +35,10 @@ use bytes::Bytes;
 use floe_protocol::batch::{BatchHeader, validate_batch};
 use floe_raft::{
     Config, EntryMeta, HardState, Log, Membership, Message, NodeId, Offset, ProposeError, Raft,
-    RaftError, Role, Term,
+    RaftError, Role, Term, TransferError,
 };
 use floe_storage::backend::Directory;
-use floe_storage::{LogConfig, ReadBatches};
+use floe_storage::{LogConfig, ReadBatches, ScrubProgress};
 
 use super::error::{CompactError, FetchError, ProduceError, ReplicaError};
 use super::producers::{ProducerStates, SeqCheck, SeqError};
@@ -166,9 +166,11 @@ pub struct ReplicaConfig {
     /// (reported, repaired from the leader) from a torn tail (cut): a larger value saves two
     /// fsyncs per round but lets more damage pass for a torn tail. Default 1: every change.
     pub commit_store_every: u64,
-    /// Scrub the whole log (every CRC) at open. Recovery scans only the tail; set this when
-    /// restarting a replica that stopped on damage ([`ReplicaError::is_corruption`]), so the
-    /// damage is reported to Raft and repaired from the leader. Default false.
+    /// Scrub the whole log (every CRC) at open even after a clean stop. Recovery scans only
+    /// the tail, so [`Replica::open`] scrubs everything anyway whenever the last stop was not
+    /// a clean [`Replica::close`] (no clean-shutdown marker); set this too when restarting a
+    /// replica that stopped on damage ([`ReplicaError::is_corruption`]), so the damage is
+    /// reported to Raft and repaired from the leader. Default false.
     pub verify_on_open: bool,
 }
 
@@ -203,6 +205,10 @@ pub struct Replica {
     /// The leader's overlay for its uncommitted tail (built at the first idempotent produce
     /// of a term).
     overlay: Option<Overlay>,
+    /// The Raft election timeout in ticks (how long a leadership transfer may take).
+    election_ticks: u32,
+    /// The whole log was scrubbed at open (unclean last stop, or `verify_on_open`).
+    verified_at_open: bool,
 }
 
 impl Replica {
@@ -215,12 +221,19 @@ impl Replica {
         now_ms: u64,
     ) -> Result<Replica, ReplicaError> {
         let max_batch_bytes = cfg.log.max_batch_bytes;
+        let election_ticks = cfg.raft.election_ticks;
         let cfg_commit_every = cfg.commit_store_every.max(1);
         let Opened {
             mut log,
             hard_state,
+            clean,
         } = RaftLog::open(dir, cfg.log, now_ms)?;
-        if cfg.verify_on_open {
+        // After a crash or kill, damage may sit anywhere (a sealed segment damaged while the
+        // node was down is trusted by recovery): check every CRC before taking part in Raft,
+        // so the damage is reported below and repaired from the leader before this replica
+        // votes or counts toward a commit over it.
+        let verified_at_open = cfg.verify_on_open || !clean;
+        if verified_at_open {
             log.verify()?;
         }
         let mut raft = Raft::new(cfg.raft, log, hard_state, bootstrap)?;
@@ -245,6 +258,8 @@ impl Replica {
             producers: ProducerStates::default(),
             producers_end,
             overlay: None,
+            election_ticks,
+            verified_at_open,
         };
         // Rebuild the idempotent-producer state from the committed log's batch headers.
         replica.advance_producers();
@@ -298,6 +313,40 @@ impl Replica {
         &self.raft
     }
 
+    /// The Raft election timeout in ticks: a leadership transfer that has not completed
+    /// within it was abandoned by the core.
+    pub fn election_ticks(&self) -> u32 {
+        self.election_ticks
+    }
+
+    /// Among the voters (other than this replica) that `eligible` accepts, the one whose log
+    /// is the most up to date as this leader knows it: the best target for a leadership
+    /// transfer (`None` off the leader or without such a voter).
+    pub fn most_caught_up_follower(&self, eligible: impl Fn(NodeId) -> bool) -> Option<NodeId> {
+        if !self.is_leader() {
+            return None;
+        }
+        let me = self.raft.id();
+        self.raft
+            .membership()
+            .voters()
+            .iter()
+            .copied()
+            .filter(|&v| v != me && eligible(v))
+            .max_by_key(|&v| self.raft.match_end(v).unwrap_or(Offset(0)))
+    }
+
+    /// Whether [`Replica::open`] scrubbed the whole log (the last stop was not clean, or
+    /// [`ReplicaConfig::verify_on_open`] asked for it).
+    pub fn verified_at_open(&self) -> bool {
+        self.verified_at_open
+    }
+
+    /// Whether the replica stopped after a failure (it serves nothing until reopened).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
     /// Produce requests not answered yet.
     pub fn pending_produces(&self) -> usize {
         self.pending.len()
@@ -317,6 +366,14 @@ impl Replica {
         self.raft.log_mut().set_now_ms(now_ms);
         let r = self.raft.handle_tick();
         self.after(r.map_err(ReplicaError::from))
+    }
+
+    /// Hands leadership to voter `to` (Raft's transfer: the leader brings `to` up to date,
+    /// then tells it to campaign at once). Proposals are refused
+    /// ([`ProduceError::LeaderNotAvailable`]) until it completes or is abandoned after one
+    /// election timeout. Call [`Replica::process`] afterwards to send what it asks for.
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), TransferError> {
+        self.raft.transfer_leadership(to)
     }
 
     /// A message from a peer replica of this group.
@@ -523,8 +580,15 @@ impl Replica {
     /// watermark), durably before it returns. Followers that need entries before the new log start are caught up from
     /// it (an empty snapshot: a partition log has no state machine).
     pub fn compact(&mut self, up_to: u64) -> Result<(), CompactError> {
+        self.compact_with_snapshot(up_to, Bytes::new())
+    }
+
+    /// [`Replica::compact`] for a group with a state machine (the controller): `state` is the
+    /// machine's snapshot at `up_to`, kept at the new log start (`raft.snapshot`) and sent to
+    /// followers that need entries before it.
+    pub fn compact_with_snapshot(&mut self, up_to: u64, state: Bytes) -> Result<(), CompactError> {
         self.check_running()?;
-        match self.raft.compact(Offset(up_to), Bytes::new()) {
+        match self.raft.compact(Offset(up_to), state) {
             Ok(()) => {}
             Err(floe_raft::CompactError::NotApplied { applied_end, .. }) => {
                 return Err(CompactError::NotCommitted {
@@ -550,6 +614,20 @@ impl Replica {
         self.check_running()?;
         let r = self.raft.report_corruption(Offset(from));
         self.after(r.map_err(ReplicaError::from))
+    }
+
+    /// The background scrub: checks about `budget` more bytes of the log's sealed segments
+    /// (see [`floe_storage::Log::scrub_step`]) and reports damage it finds to Raft like
+    /// [`Replica::report_damage`] (call [`Replica::process`] afterwards). A read error is
+    /// returned without stopping the replica; a failed report stops it.
+    pub fn scrub_step(&mut self, budget: u64) -> Result<ScrubProgress, ReplicaError> {
+        self.check_running()?;
+        let progress = self.raft.log_mut().scrub_step(budget)?;
+        if let Some(first) = progress.found.iter().map(|r| r.start).min() {
+            let r = self.raft.report_corruption(Offset(first));
+            self.after(r.map_err(ReplicaError::from))?;
+        }
+        Ok(progress)
     }
 
     // ----- outputs -----

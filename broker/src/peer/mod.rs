@@ -6,4 +6,7 @@ pub mod codec;
 pub mod transport;
 
 pub use codec::{PeerCodecError, from_request, to_request};
-pub use transport::{GroupMessage, PeerAddress, PeerTransport, SendError, TransportOptions};
+pub use transport::{
+    GroupMessage, PeerAddress, PeerCallError, PeerTransport, SendError, TransportOptions,
+    UnaryFuture, UnaryHandler,
+};

@@ -11,16 +11,27 @@
 //!   ([`super::codec`]) and handed to the node's router through a bounded channel; a lane that
 //!   sends a malformed frame is stopped.
 //!
+//! - Peers can be added while running ([`PeerTransport::add_peer`]): the node learns brokers'
+//!   peer addresses from their controller registrations.
+//! - Unary calls ([`PeerTransport::call`]: `ControllerCall`, `ControllerFetch`) go on
+//!   bidirectional streams of a connection of their own per peer (dialled on first use and
+//!   re-dialled when it fails), so a long-polling call never waits behind Raft traffic; inbound
+//!   ones go to the handler set with [`PeerTransport::set_unary_handler`] (refused until then).
+//!
 //! Not yet: the `PeerHello` handshake (cluster id, checking that a sender's node id matches its
 //! certificate), coalescing heartbeats across groups, one writer task per lane.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use floe_net::{Endpoint, FrameWriter, IncomingRequest, IncomingStream, ServeOptions, StreamCode};
-use floe_protocol::peer::{PeerFrame, decode_peer_frame};
+use floe_net::{
+    CallError, Endpoint, FrameWriter, IncomingRequest, IncomingStream, ServeOptions, StreamCode,
+};
+use floe_protocol::peer::{PeerFrame, PeerRequest, PeerResponse, decode_peer_frame};
 use floe_protocol::{ErrorCode, FrameLimits};
 use floe_raft::Message;
 use tokio::sync::mpsc;
@@ -90,13 +101,73 @@ pub enum SendError {
     Stopped,
 }
 
+/// Why a unary call got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCallError {
+    /// No address is known for the destination node.
+    #[error("unknown peer node {0}")]
+    UnknownPeer(u64),
+    /// The peer could not be reached.
+    #[error("connecting to node {node}: {reason}")]
+    Connect {
+        /// The node.
+        node: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The call failed on the connection (it is re-dialled next time).
+    #[error("calling node {node}: {source}")]
+    Call {
+        /// The node.
+        node: u64,
+        /// Why.
+        source: CallError,
+    },
+    /// No answer in time.
+    #[error("node {0} did not answer in time")]
+    Timeout(u64),
+}
+
+/// What a unary-call handler returns: the response, or `None` to refuse the call.
+pub type UnaryFuture = Pin<Box<dyn Future<Output = Option<PeerResponse>> + Send>>;
+
+/// Serves inbound unary peer calls (see [`PeerTransport::set_unary_handler`]).
+pub type UnaryHandler = Arc<dyn Fn(PeerRequest) -> UnaryFuture + Send + Sync>;
+
+/// Where the unary handler goes once the node has one (cleared at shutdown: the handler
+/// usually holds the transport).
+struct UnarySlot(RwLock<Option<UnaryHandler>>);
+
+impl UnarySlot {
+    fn get(&self) -> Option<UnaryHandler> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, handler: Option<UnaryHandler>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = handler;
+    }
+}
+
+impl std::fmt::Debug for UnarySlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnarySlot")
+            .field("set", &self.get().is_some())
+            .finish()
+    }
+}
+
 /// A node's peer transport. See the module docs.
 #[derive(Debug)]
 pub struct PeerTransport {
     node_id: u64,
     endpoint: Endpoint,
-    links: HashMap<u64, mpsc::Sender<GroupMessage>>,
-    tasks: JoinSet<()>,
+    options: TransportOptions,
+    /// Per peer: its address and its Raft message queue.
+    links: RwLock<HashMap<u64, (PeerAddress, mpsc::Sender<GroupMessage>)>>,
+    /// Per peer: the connection unary calls use.
+    calls: tokio::sync::Mutex<HashMap<u64, floe_net::quinn::Connection>>,
+    unary: Arc<UnarySlot>,
+    tasks: Mutex<JoinSet<()>>,
 }
 
 impl PeerTransport {
@@ -111,29 +182,114 @@ impl PeerTransport {
     ) -> (PeerTransport, mpsc::Receiver<GroupMessage>) {
         let (in_tx, in_rx) = mpsc::channel(options.inbound_queue.max(1));
         let mut tasks = JoinSet::new();
+        let unary = Arc::new(UnarySlot(RwLock::new(None)));
         let handler = Arc::new(Inbound {
             node_id,
             tx: in_tx,
             limits: options.limits,
+            unary: unary.clone(),
         });
         let serve_options = ServeOptions {
             limits: options.limits,
             ..ServeOptions::default()
         };
         tasks.spawn(floe_net::serve(endpoint.clone(), handler, serve_options));
-        let mut links = HashMap::new();
-        for (id, addr) in peers.into_iter().filter(|(id, _)| *id != node_id) {
-            let (tx, rx) = mpsc::channel(options.queue_per_peer.max(1));
-            links.insert(id, tx);
-            tasks.spawn(run_link(endpoint.clone(), addr, rx, options.clone()));
-        }
         let transport = PeerTransport {
             node_id,
             endpoint,
-            links,
-            tasks,
+            options,
+            links: RwLock::new(HashMap::new()),
+            calls: tokio::sync::Mutex::new(HashMap::new()),
+            unary,
+            tasks: Mutex::new(tasks),
         };
+        for (id, addr) in peers {
+            transport.add_peer(id, addr);
+        }
         (transport, in_rx)
+    }
+
+    /// Starts a link to node `id` at `addr`, or moves it there if it is known at another
+    /// address (its old link ends). This node itself and an unchanged address are no-ops.
+    /// Must be called inside the tokio runtime.
+    pub fn add_peer(&self, id: u64, addr: PeerAddress) {
+        if id == self.node_id {
+            return;
+        }
+        let mut links = self.links.write().unwrap_or_else(|e| e.into_inner());
+        if links.get(&id).is_some_and(|(known, _)| *known == addr) {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(self.options.queue_per_peer.max(1));
+        let link = run_link(
+            self.endpoint.clone(),
+            addr.clone(),
+            rx,
+            self.options.clone(),
+        );
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .spawn(link);
+        links.insert(id, (addr, tx));
+    }
+
+    /// The address known for node `id`.
+    pub fn peer_address(&self, id: u64) -> Option<PeerAddress> {
+        let links = self.links.read().unwrap_or_else(|e| e.into_inner());
+        links.get(&id).map(|(a, _)| a.clone())
+    }
+
+    /// Sets the handler of inbound unary calls (replacing any earlier one).
+    pub fn set_unary_handler(&self, handler: UnaryHandler) {
+        self.unary.set(Some(handler));
+    }
+
+    /// Makes one unary call to node `to` and waits at most `wait` for its answer. The
+    /// connection is kept for later calls and re-dialled after a failure.
+    pub async fn call(
+        &self,
+        to: u64,
+        request: &PeerRequest,
+        wait: Duration,
+    ) -> Result<PeerResponse, PeerCallError> {
+        let addr = self
+            .peer_address(to)
+            .ok_or(PeerCallError::UnknownPeer(to))?;
+        let attempt = async {
+            let conn = {
+                let mut calls = self.calls.lock().await;
+                match calls.get(&to) {
+                    Some(c) if c.close_reason().is_none() => c.clone(),
+                    _ => {
+                        let c = self
+                            .endpoint
+                            .connect(addr.addr, &addr.server_name)
+                            .await
+                            .map_err(|e| PeerCallError::Connect {
+                                node: to,
+                                reason: e.to_string(),
+                            })?;
+                        calls.insert(to, c.clone());
+                        c
+                    }
+                }
+            };
+            match floe_net::call_peer(&conn, request, 1, self.options.limits).await {
+                Ok(r) => Ok(r),
+                Err(source) => {
+                    // Re-dial next time (a refusal is an answer, not a broken connection).
+                    if !matches!(source, CallError::Refused(_)) {
+                        self.calls.lock().await.remove(&to);
+                    }
+                    Err(PeerCallError::Call { node: to, source })
+                }
+            }
+        };
+        match tokio::time::timeout(wait, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(PeerCallError::Timeout(to)),
+        }
     }
 
     /// This node's id.
@@ -149,7 +305,8 @@ impl PeerTransport {
     /// Queues `message` of group `group_id` for its destination (`message.to`). Never blocks.
     pub fn send(&self, group_id: u64, message: Message) -> Result<(), SendError> {
         let to = message.to.0;
-        let link = self.links.get(&to).ok_or(SendError::UnknownPeer(to))?;
+        let links = self.links.read().unwrap_or_else(|e| e.into_inner());
+        let (_, link) = links.get(&to).ok_or(SendError::UnknownPeer(to))?;
         link.try_send(GroupMessage { group_id, message })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => SendError::QueueFull(to),
@@ -157,12 +314,19 @@ impl PeerTransport {
             })
     }
 
-    /// Stops the link tasks and the server and closes the endpoint.
-    pub async fn shutdown(mut self) {
-        self.links.clear();
+    /// Stops the link tasks and the server, drops the call connections and closes the
+    /// endpoint. Takes `&self` because the node's parts share the transport.
+    pub async fn shutdown(&self) {
+        self.links
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.calls.lock().await.clear();
+        self.unary.set(None);
         self.endpoint.close(0, b"shutdown");
-        self.tasks.abort_all();
-        while self.tasks.join_next().await.is_some() {}
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
     }
 }
 
@@ -254,15 +418,41 @@ struct Inbound {
     node_id: u64,
     tx: mpsc::Sender<GroupMessage>,
     limits: FrameLimits,
+    unary: Arc<UnarySlot>,
 }
 
 impl floe_net::Handler for Inbound {
     async fn handle(&self, request: IncomingRequest) {
-        // Unary peer calls (Hello, Forward) are not served yet.
-        let _ = request
-            .responder
-            .respond_error(ErrorCode::UnsupportedVersion)
-            .await;
+        let cid = request.header.correlation_id;
+        let decoded = match decode_peer_frame(&request.frame, self.limits) {
+            Ok((_, PeerFrame::Request(r), _)) => r,
+            _ => {
+                let _ = request
+                    .responder
+                    .respond_error(ErrorCode::InvalidRequest)
+                    .await;
+                return;
+            }
+        };
+        let answer = match self.unary.get() {
+            Some(handler) => handler(decoded).await,
+            None => None,
+        };
+        let _ = match answer {
+            Some(response) => {
+                request
+                    .responder
+                    .respond(&mut response.encode_frame_chunks(cid))
+                    .await
+            }
+            // Hello and Forward are not served; nor is anything before the node is ready.
+            None => {
+                request
+                    .responder
+                    .respond_error(ErrorCode::UnsupportedVersion)
+                    .await
+            }
+        };
     }
 
     async fn handle_stream(&self, mut stream: IncomingStream) {

@@ -276,6 +276,7 @@ fn reopen_recovers_log_hard_state_snapshot_and_configs() {
         let Opened {
             mut log,
             hard_state,
+            ..
         } = open(dir());
         assert_eq!(hard_state, HardState::default());
         fill(&mut log);
@@ -293,7 +294,9 @@ fn reopen_recovers_log_hard_state_snapshot_and_configs() {
         .expect("compact");
         // Dropped without close: a process crash.
     }
-    let Opened { log, hard_state } = open(dir());
+    let Opened {
+        log, hard_state, ..
+    } = open(dir());
     assert_eq!(hard_state, hs);
     assert_eq!(
         (log.start(), log.end(), log.last_term()),
@@ -334,7 +337,9 @@ fn power_loss_keeps_synced_entries_and_drops_the_rest() {
         .expect("append");
         assert_eq!(log.end(), Offset(11));
     }
-    let Opened { log, hard_state } = open(Arc::new(fault.crash(CrashMode::DropUnsynced)));
+    let Opened {
+        log, hard_state, ..
+    } = open(Arc::new(fault.crash(CrashMode::DropUnsynced)));
     assert_eq!(log.end(), Offset(7), "the unsynced batch is gone");
     assert_eq!(hard_state.commit_end, Offset(7));
     assert_eq!(hard_state.term, Term(2));
