@@ -14,8 +14,10 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub(crate) struct LatencyUs {
     pub(crate) p50: u64,
+    pub(crate) p90: u64,
     pub(crate) p99: u64,
     pub(crate) p999: u64,
+    pub(crate) p9999: u64,
     pub(crate) max: u64,
 }
 
@@ -53,17 +55,53 @@ impl LatencyRecorder {
         if self.hist.is_empty() {
             return LatencyUs {
                 p50: 0,
+                p90: 0,
                 p99: 0,
                 p999: 0,
+                p9999: 0,
                 max: 0,
             };
         }
         LatencyUs {
             p50: self.hist.value_at_quantile(0.50),
+            p90: self.hist.value_at_quantile(0.90),
             p99: self.hist.value_at_quantile(0.99),
             p999: self.hist.value_at_quantile(0.999),
+            p9999: self.hist.value_at_quantile(0.9999),
             max: self.hist.max(),
         }
+    }
+
+    /// The value at quantile `q` (0 when empty).
+    pub(crate) fn quantile(&self, q: f64) -> u64 {
+        if self.hist.is_empty() {
+            0
+        } else {
+            self.hist.value_at_quantile(q)
+        }
+    }
+
+    /// The percentile curve: (percentile, µs) at 0, 50, 75, 87.5, ... up to the max, the
+    /// points a log-scaled "1/(1-p)" axis spreads evenly.
+    pub(crate) fn percentile_curve(&self) -> Vec<(f64, u64)> {
+        if self.hist.is_empty() {
+            return Vec::new();
+        }
+        let mut points = Vec::new();
+        let mut tail = 1.0f64;
+        // Halve the tail each step, in quarter steps, to one in a million.
+        while tail > 1e-6 {
+            let q = 1.0 - tail;
+            points.push((q * 100.0, self.hist.value_at_quantile(q)));
+            tail /= 2f64.powf(0.25);
+        }
+        points.push((100.0, self.hist.max()));
+        points
+    }
+
+    /// Clears the recorder (for per-interval histograms).
+    pub(crate) fn reset(&mut self) {
+        self.hist.reset();
     }
 }
 
@@ -75,6 +113,8 @@ pub(crate) struct Report {
     pub(crate) bytes: u64,
     pub(crate) elapsed: Duration,
     pub(crate) latency: LatencyUs,
+    /// What the latency measures, for the human summary ("latency " unless told).
+    pub(crate) latency_label: &'static str,
     /// Extra fields, in insertion order, printed after the standard ones.
     pub(crate) extras: Vec<(&'static str, Value)>,
 }
@@ -125,12 +165,15 @@ impl Report {
         );
         let l = self.latency;
         println!(
-            "  latency µs: p50 {} p99 {} p99.9 {} max {}",
-            l.p50, l.p99, l.p999, l.max
+            "  {}µs: p50 {} p90 {} p99 {} p99.9 {} p99.99 {} max {}",
+            self.latency_label, l.p50, l.p90, l.p99, l.p999, l.p9999, l.max
         );
         for (k, v) in &self.extras {
-            match v.as_f64() {
-                Some(f) if v.is_f64() => println!("  {k}: {f:.3}"),
+            match v {
+                Value::Number(n) if n.is_f64() => {
+                    println!("  {k}: {:.3}", n.as_f64().unwrap_or(0.0))
+                }
+                Value::String(s) => println!("  {k}: {s}"),
                 _ => println!("  {k}: {v}"),
             }
         }
@@ -158,6 +201,7 @@ mod tests {
             bytes: 2_000_000,
             elapsed: Duration::from_secs(2),
             latency: lat.summary(),
+            latency_label: "latency ",
             extras: Vec::new(),
         };
         r.extra("read_mb_per_sec", 3.5);
@@ -178,8 +222,10 @@ mod tests {
             LatencyRecorder::new().summary(),
             LatencyUs {
                 p50: 0,
+                p90: 0,
                 p99: 0,
                 p999: 0,
+                p9999: 0,
                 max: 0
             }
         );

@@ -87,6 +87,7 @@ pub(crate) fn run(args: &StorageArgs) -> anyhow::Result<Report> {
         bytes: stored_bytes,
         elapsed,
         latency: latency.summary(),
+        latency_label: "append latency ",
         extras: Vec::new(),
     };
     let write_mb = report.mb_per_sec();
