@@ -71,23 +71,39 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "local cluster smoke: README's run command, then produce and consume through the client"
-bash scripts/dev-cluster.sh --data-dir "$work_dir/dev" >"$work_dir/cluster.out" 2>&1 &
+step "local cluster smoke: floe dev (README's run command), the CLI verbs and the client examples"
+cargo build --release --quiet -p floe-broker -p floe-client --bins --examples
+floe=target/release/floe
+# Ports away from floe dev's defaults, so a developer's own cluster does not collide.
+"$floe" dev --data-dir "$work_dir/dev" --base-port 17410 --topic orders:3:3 >"$work_dir/cluster.out" 2>&1 &
 cluster_pid=$!
-for _ in $(seq 1 900); do
+for _ in $(seq 1 120); do
   if grep -q "3 nodes up" "$work_dir/cluster.out"; then break; fi
   if ! kill -0 "$cluster_pid" 2>/dev/null; then cat "$work_dir/cluster.out" >&2; exit 1; fi
   sleep 1
 done
 grep -q "3 nodes up" "$work_dir/cluster.out" || { echo "cluster did not start" >&2; cat "$work_dir/cluster.out" >&2; exit 1; }
-export FLOE_BROKERS=127.0.0.1:7410,127.0.0.1:7420,127.0.0.1:7430 FLOE_CA_CERT="$work_dir/dev/ca/ca.pem"
+export FLOE_BROKERS=127.0.0.1:17410,127.0.0.1:17420,127.0.0.1:17430 FLOE_CA_CERT="$work_dir/dev/ca/ca.pem"
+timeout 60 "$floe" topic create lines --partitions 3 --replicas 3
+seq 1 20000 | timeout 120 "$floe" produce lines
+consumed=$(timeout 120 "$floe" consume lines --from-beginning --count 20000 | sort -n | uniq | wc -l)
+if [[ "$consumed" != 20000 ]]; then echo "floe consume: $consumed distinct of 20000 records" >&2; exit 1; fi
+timeout 60 "$floe" cluster status
+echo "produced and consumed 20000 records with floe produce / floe consume"
 timeout 120 target/release/examples/producer orders 20000
 consumed=$(timeout 120 target/release/examples/consumer orders 20000 | wc -l)
 if [[ "$consumed" != 20000 ]]; then echo "consumed $consumed of 20000 records" >&2; exit 1; fi
-echo "produced and consumed 20000 records through a 3-node cluster"
+echo "produced and consumed 20000 records through the client examples"
+timeout 120 target/release/examples/pipeline orders orders-upper 20000 >/dev/null
+upper=$(timeout 120 target/release/examples/consumer orders-upper 20000 | grep -c $'\tRECORD ' || true)
+if [[ "$upper" != 20000 ]]; then echo "pipeline: $upper of 20000 records upper-cased" >&2; exit 1; fi
+echo "moved 20000 records through the pipeline example (output topic created by it)"
 kill -TERM "$cluster_pid"
-wait "$cluster_pid" || true
+wait "$cluster_pid" || { echo "floe dev did not stop cleanly" >&2; cat "$work_dir/cluster.out" >&2; exit 1; }
 cluster_pid=""
+
+step "floe-check: fault injection against real processes (kill, pause, partition+disk; 3 x 40 s)"
+bash scripts/check.sh
 
 step "storage benchmark smoke run (JSON contract)"
 bench_dir="$work_dir/bench"
@@ -96,6 +112,20 @@ cargo run --release --quiet -p floe-bench -- storage --dir "$bench_dir/log" \
   --total-bytes 8000000 --message-size 1000 --batch-records 100 --fsync never \
   --json "$bench_dir/storage.json"
 python3 scripts/check_bench_json.py "$bench_dir/storage.json" read_mb_per_sec
+
+step "floe-bench e2e on its own local 3-node cluster (JSON contract; every record verified)"
+# floe is built (release) by the cluster smoke above; --local starts and stops its own nodes.
+cargo build --release --quiet -p floe-bench
+timeout 180 target/release/floe-bench e2e --local --floe-bin target/release/floe \
+  --replicas 3 --partitions 3 --count 5000 --message-size 500 --producers 2 --consumers 2 \
+  --quiet --json "$bench_dir/e2e.json" --plot "$bench_dir/e2e.svg"
+python3 scripts/check_bench_json.py "$bench_dir/e2e.json" verified_records produce_mb_per_sec
+grep -q "latency by percentile" "$bench_dir/e2e.svg" || { echo "e2e plot not drawn" >&2; exit 1; }
+
+step "criterion micro-benchmarks compile and run once each (--test)"
+cargo bench --quiet -p floe-protocol --bench batch -- --test
+cargo bench --quiet -p floe-storage --bench log -- --test
+cargo bench --quiet -p floe-raft --bench step -- --test
 
 echo
 echo "all checks passed (profile: $profile, simulator seeds: $sim_seeds from $sim_start, fuzz: ${fuzz_seconds}s per target)"
