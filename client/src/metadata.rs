@@ -47,6 +47,7 @@ impl MetadataCache {
                 continue;
             }
             let n = t.partitions.len();
+            let old = self.topics.remove(&t.name).unwrap_or_default();
             let mut parts = vec![
                 PartitionState {
                     leader: None,
@@ -57,24 +58,38 @@ impl MetadataCache {
             ];
             for p in t.partitions {
                 // Partition numbers must be dense; ignore any beyond the count.
-                if let Some(slot) = parts.get_mut(p.partition as usize) {
-                    *slot = PartitionState {
-                        leader: if p.error.is_ok() || p.leader.is_some() {
-                            p.leader
-                        } else {
-                            None
-                        },
-                        leader_term: p.leader_term,
-                        replicas: p.replicas,
-                    };
+                let Some(slot) = parts.get_mut(p.partition as usize) else {
+                    continue;
+                };
+                let mut next = PartitionState {
+                    leader: if p.error.is_ok() || p.leader.is_some() {
+                        p.leader
+                    } else {
+                        None
+                    },
+                    leader_term: p.leader_term,
+                    replicas: p.replicas,
+                };
+                // A broker that hosts no replica only guesses (term 0), and a replica that
+                // has not heard of the latest election reports an older term: neither may
+                // replace a leader this cache learned with a newer term.
+                if let Some(prev) = old.get(p.partition as usize)
+                    && prev.leader.is_some()
+                    && prev.leader_term > next.leader_term
+                    && prev.replicas == next.replicas
+                {
+                    next.leader = prev.leader;
+                    next.leader_term = prev.leader_term;
                 }
+                *slot = next;
             }
             self.topics.insert(t.name, parts);
         }
     }
 
-    /// Takes the leaders `r` names for partitions whose leader is not known here (the
-    /// answer of a replica, asked because another broker could not tell); nothing else.
+    /// Takes the leaders `r` names for partitions whose leader is not known here or only
+    /// guessed, or known from an older term (the answer of a replica, asked because another
+    /// broker could not tell); nothing else.
     pub(crate) fn merge_leaders(&mut self, r: &MetadataResponse) {
         for t in r.topics.iter().filter(|t| t.error.is_ok()) {
             let Some(parts) = self.topics.get_mut(&t.name) else {
@@ -82,7 +97,7 @@ impl MetadataCache {
             };
             for p in &t.partitions {
                 if let (Some(slot), Some(leader)) = (parts.get_mut(p.partition as usize), p.leader)
-                    && slot.leader.is_none()
+                    && (slot.leader.is_none() || p.leader_term > slot.leader_term)
                     && self.brokers.contains_key(&leader)
                 {
                     slot.leader = Some(leader);
@@ -92,7 +107,9 @@ impl MetadataCache {
         }
     }
 
-    /// For `topics`' partitions without a known leader: which broker to ask instead of
+    /// For `topics`' partitions without a known leader, or with only a guess (term 0: the
+    /// controller's preferred leader, from a broker that hosts no replica; it may not lead
+    /// at all, and following it alone can bounce between two brokers): which broker to ask instead of
     /// `asked` (a broker that hosts no replica of a partition cannot tell who leads it): the
     /// first replica at another address. Returns each such broker with its topics.
     pub(crate) fn replicas_to_ask(
@@ -107,7 +124,10 @@ impl MetadataCache {
             if topics.is_some_and(|want| !want.contains(name)) {
                 continue;
             }
-            for p in self.topics[name].iter().filter(|p| p.leader.is_none()) {
+            for p in self.topics[name]
+                .iter()
+                .filter(|p| p.leader.is_none() || p.leader_term == 0)
+            {
                 let Some(broker) = p
                     .replicas
                     .iter()
@@ -156,6 +176,8 @@ impl MetadataCache {
     /// Records that `topic`/`partition`'s leader moved: to `hint` if the broker named a
     /// broker we know, otherwise unknown until the next refresh.
     pub(crate) fn leader_moved(&mut self, topic: &str, partition: u32, hint: Option<u64>) {
+        // The hint keeps the term this cache knew: the broker that named it is a replica
+        // that saw a leader at least that recent, so a later guess does not undo it.
         let known = hint.filter(|h| self.brokers.contains_key(h));
         if let Some(p) = self
             .topics
@@ -268,5 +290,51 @@ mod tests {
         assert_eq!(m.leader("t", 0), None);
         assert_eq!(m.leader("t", 1), Some((3, addr(3))));
         assert_eq!(m.leader("u", 0), Some((1, addr(1))));
+    }
+
+    #[test]
+    fn a_guessed_leader_is_checked_with_a_replica_and_never_replaces_a_known_one() {
+        let mut m = MetadataCache::default();
+        let brokers = HashMap::from([(1, addr(1)), (2, addr(2)), (3, addr(3)), (4, addr(4))]);
+        // Broker 1 hosts no replica of t/0 (replicas 2, 3, 4): it names the preferred
+        // leader, 2, with term 0, a guess. Replica 4 actually leads, in term 5.
+        let guess = |m: &mut MetadataCache| {
+            let mut r = with_replicas("t", ErrorCode::None, &[Some(2)], &[2, 3, 4]);
+            r.topics[0].partitions[0].leader_term = 0;
+            m.apply(r, HashMap::new());
+        };
+        m.apply(
+            with_replicas("t", ErrorCode::None, &[None], &[2, 3, 4]),
+            brokers,
+        );
+        guess(&mut m);
+        assert_eq!(m.leader("t", 0), Some((2, addr(2))));
+        // A guess is checked with a replica, like an unknown leader.
+        assert_eq!(
+            m.replicas_to_ask(None, addr(1).addr),
+            vec![(addr(2), vec!["t".to_string()])]
+        );
+        let mut real = with_replicas("t", ErrorCode::None, &[Some(4)], &[2, 3, 4]);
+        real.topics[0].partitions[0].leader_term = 5;
+        m.merge_leaders(&real);
+        assert_eq!(m.leader("t", 0), Some((4, addr(4))));
+        assert!(m.replicas_to_ask(None, addr(1).addr).is_empty());
+        // The next refresh from broker 1 guesses again: the leader known in term 5 stays.
+        guess(&mut m);
+        assert_eq!(m.leader("t", 0), Some((4, addr(4))));
+        // An answer from an older term does not replace it either; a newer one does.
+        let mut older = with_replicas("t", ErrorCode::None, &[Some(3)], &[2, 3, 4]);
+        older.topics[0].partitions[0].leader_term = 4;
+        m.apply(older, HashMap::new());
+        assert_eq!(m.leader("t", 0), Some((4, addr(4))));
+        let mut newer = with_replicas("t", ErrorCode::None, &[Some(3)], &[2, 3, 4]);
+        newer.topics[0].partitions[0].leader_term = 6;
+        m.apply(newer, HashMap::new());
+        assert_eq!(m.leader("t", 0), Some((3, addr(3))));
+        // Once a NotLeader without a hint forgets it, a guess is taken again (and checked).
+        m.leader_moved("t", 0, None);
+        guess(&mut m);
+        assert_eq!(m.leader("t", 0), Some((2, addr(2))));
+        assert_eq!(m.replicas_to_ask(None, addr(1).addr).len(), 1);
     }
 }
