@@ -9,7 +9,20 @@ cd "$(dirname "$0")/.."
 profile=ci
 if [[ "${1:-}" == "--long" ]]; then profile=long; fi
 
-step() { printf '\n=== %s\n' "$*"; }
+# Each step prints its wall time, so a slow one shows in any CI log.
+step_started=$SECONDS
+step() {
+  if [[ -n "${step_name:-}" ]]; then printf '=== %s: %ss\n' "$step_name" "$((SECONDS - step_started))"; fi
+  step_name="$*"; step_started=$SECONDS
+  printf '\n=== %s\n' "$*"
+}
+
+# Build settings for a suite that compiles everything from cold, once. They change no check:
+# - no incremental compilation: its caches cost time and disk and a cold build never reads them;
+# - line tables only in test builds: panics and backtraces keep their file:line, and the
+#   ~40 test binaries link far faster without full debug info of every dependency.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   step "installing cargo-nextest"
@@ -45,11 +58,25 @@ cargo nextest run --workspace --no-fail-fast
 step "doc tests"
 cargo test --workspace --doc
 
+# Criterion runs each benchmark once as a test when started without --bench (cargo test). The
+# test profile with the workspace's feature set reuses the test build above instead of
+# compiling every dependency again in the bench profile.
+step "criterion micro-benchmarks compile and run once each (test mode)"
+cargo test --workspace --bench '*'
+
 step "docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+# Every release binary the later steps run, in one cargo invocation: one feature resolution,
+# so no dependency compiles twice (separate `cargo run -p` calls each resolve features for
+# their own packages). The steps below run the binaries from target/release directly.
+step "release build of the demo, simulator, floe, floe-check, floe-bench and client examples"
+cargo build --release --quiet -p floe-raft -p floe-broker -p floe-client -p floe-check \
+  -p floe-bench --bins --example lock --example simulate --example producer \
+  --example consumer --example pipeline
+
 step "raft: distributed-lock demo"
-cargo run --release --quiet -p floe-raft --example lock
+target/release/examples/lock
 
 step "raft: deterministic simulator, $sim_seeds seeds from $sim_start"
 if [[ "$profile" == long ]]; then
@@ -57,7 +84,7 @@ if [[ "$profile" == long ]]; then
   RUSTFLAGS="-C debug-assertions" cargo run --release --quiet --target-dir target/sim-checked \
     -p floe-raft --example simulate -- --seeds "$sim_seeds" --start-seed "$sim_start"
 else
-  cargo run --release --quiet -p floe-raft --example simulate -- --seeds "$sim_seeds" --start-seed "$sim_start"
+  target/release/examples/simulate --seeds "$sim_seeds" --start-seed "$sim_start"
 fi
 
 step "protocol: fuzz smoke, ${fuzz_seconds}s per target"
@@ -72,7 +99,6 @@ cleanup() {
 trap cleanup EXIT
 
 step "local cluster smoke: floe dev (README's run command), the CLI verbs and the client examples"
-cargo build --release --quiet -p floe-broker -p floe-client --bins --examples
 floe=target/release/floe
 # Ports away from floe dev's defaults, so a developer's own cluster does not collide.
 "$floe" dev --data-dir "$work_dir/dev" --base-port 17410 --topic orders:3:3 >"$work_dir/cluster.out" 2>&1 &
@@ -103,29 +129,25 @@ wait "$cluster_pid" || { echo "floe dev did not stop cleanly" >&2; cat "$work_di
 cluster_pid=""
 
 step "floe-check: fault injection against real processes (kill, pause, partition+disk; 3 x 40 s)"
-bash scripts/check.sh
+FLOE_CHECK_BUILT=1 bash scripts/check.sh
 
 step "storage benchmark smoke run (JSON contract)"
 bench_dir="$work_dir/bench"
 mkdir -p "$bench_dir"
-cargo run --release --quiet -p floe-bench -- storage --dir "$bench_dir/log" \
+target/release/floe-bench storage --dir "$bench_dir/log" \
   --total-bytes 8000000 --message-size 1000 --batch-records 100 --fsync never \
   --json "$bench_dir/storage.json"
 python3 scripts/check_bench_json.py "$bench_dir/storage.json" read_mb_per_sec
 
 step "floe-bench e2e on its own local 3-node cluster (JSON contract; every record verified)"
-# floe is built (release) by the cluster smoke above; --local starts and stops its own nodes.
-cargo build --release --quiet -p floe-bench
+# --local starts and stops its own nodes.
 timeout 180 target/release/floe-bench e2e --local --floe-bin target/release/floe \
   --replicas 3 --partitions 3 --count 5000 --message-size 500 --producers 2 --consumers 2 \
   --quiet --json "$bench_dir/e2e.json" --plot "$bench_dir/e2e.svg"
 python3 scripts/check_bench_json.py "$bench_dir/e2e.json" verified_records produce_mb_per_sec
 grep -q "latency by percentile" "$bench_dir/e2e.svg" || { echo "e2e plot not drawn" >&2; exit 1; }
 
-step "criterion micro-benchmarks compile and run once each (--test)"
-cargo bench --quiet -p floe-protocol --bench batch -- --test
-cargo bench --quiet -p floe-storage --bench log -- --test
-cargo bench --quiet -p floe-raft --bench step -- --test
-
+printf '=== %s: %ss\n' "$step_name" "$((SECONDS - step_started))"
 echo
+echo "total: ${SECONDS}s"
 echo "all checks passed (profile: $profile, simulator seeds: $sim_seeds from $sim_start, fuzz: ${fuzz_seconds}s per target)"
