@@ -331,10 +331,24 @@ async fn admin_lists_and_describes_topics_and_the_cluster() {
         .collect();
     assert_eq!(summary, vec![("a", 3, 3, false), ("b", 2, 1, false)]);
 
-    let described = timeout(WAIT, admin.describe_topics(&["a", "b"]))
-        .await
-        .expect("in time")
-        .expect("describe");
+    // A leader can be lost again after `create_topics` saw it: on a loaded machine a missed
+    // heartbeat starts an election, and while it runs the partition has no leader to report.
+    // The leader is part of what is checked, so wait until every partition names one.
+    let has_leaders = |d: &[floe_client::TopicDescription]| {
+        d.iter()
+            .all(|t| t.partitions.iter().all(|p| p.leader.is_some()))
+    };
+    let described = timeout(WAIT, async {
+        loop {
+            let d = admin.describe_topics(&["a", "b"]).await.expect("describe");
+            if has_leaders(&d) {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("every partition has a leader in time");
     assert_eq!(described.len(), 2);
     for (t, (name, partitions, rf)) in described.iter().zip([("a", 3u32, 3usize), ("b", 2, 1)]) {
         assert_eq!(t.name, name);
