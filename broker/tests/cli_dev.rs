@@ -487,6 +487,67 @@ fn dev_cluster_serves_every_verb_stops_on_sigterm_and_restarts_with_its_data() {
     assert_eq!(got, ["a", "b", "c"]);
     let list = t.ok(&["topic", "list"], None);
     assert!(list.contains("events") && list.contains("orders"), "{list}");
+    // A partition moved (here: shrunk to one replica on node 2), recorded at once; invalid
+    // replica sets refused with the controller's typed error, one line each.
+    let moved = t.ok(
+        &[
+            "topic",
+            "reassign",
+            "events",
+            "--partition",
+            "1",
+            "--replicas",
+            "2",
+        ],
+        None,
+    );
+    assert!(
+        moved.contains("reassigning events/1 to replicas 2"),
+        "{moved}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&t.ok(&["topic", "describe", "events", "--output", "json"], None))
+            .expect("json");
+    assert_eq!(
+        json["partitions"][1]["replicas"],
+        serde_json::json!([2]),
+        "{json}"
+    );
+    let e = fails(
+        t.run(
+            &[
+                "topic",
+                "reassign",
+                "events",
+                "--partition",
+                "0",
+                "--replicas",
+                "1,1",
+            ],
+            None,
+        ),
+        "duplicate replica",
+    );
+    assert!(
+        e.contains("InvalidRequest") && e.contains("named twice"),
+        "{e}"
+    );
+    let e = fails(
+        t.run(
+            &[
+                "topic",
+                "reassign",
+                "events",
+                "--partition",
+                "0",
+                "--replicas",
+                "1,9",
+            ],
+            None,
+        ),
+        "unknown broker",
+    );
+    assert!(e.contains("BrokerNotAvailable"), "{e}");
     let deleted = t.ok(&["topic", "delete", "events"], None);
     assert!(deleted.contains("deleted topic events"), "{deleted}");
     let e = fails(

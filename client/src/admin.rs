@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use floe_protocol::client::{
-    ApiKey, ConfigEntry, CreatableTopic, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeTopicsRequest, ListTopicsRequest, Request, Response,
-    TopicResult,
+    AlterPartitionReplicasRequest, ApiKey, ConfigEntry, CreatableTopic, CreateTopicsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeTopicsRequest, ListTopicsRequest, Request,
+    Response, TopicResult,
 };
 
 pub use floe_protocol::client::{BrokerInfo, TopicListing};
@@ -199,6 +199,48 @@ impl Admin {
         match self.call(&request).await? {
             Response::DeleteTopics(r) => first_failure(ApiKey::DeleteTopics, r.results),
             _ => Err(unexpected(ApiKey::DeleteTopics)),
+        }
+    }
+
+    /// Moves partition `partition` of `topic` to the brokers `replicas` (node ids; the first
+    /// becomes the preferred leader): Kafka's partition reassignment. Returns once the
+    /// controller recorded the new replica set; the move itself then runs online in the
+    /// partition's Raft group (new replicas catch up as learners before they vote, removed
+    /// ones leave last, a leader being moved away hands its leadership over first), and
+    /// [`Admin::describe_topics`] shows the new replicas at once. Fails with
+    /// [`Error::Broker`]: `InvalidReplicationFactor` (no replicas, or more than 16),
+    /// `InvalidRequest` (a broker named twice), `BrokerNotAvailable` (a broker unknown or
+    /// fenced), `UnknownTopicOrPartition`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: floe_client::Client) -> floe_client::Result<()> {
+    /// // Replace broker 3 with the newly added broker 4 in orders/0's replica set.
+    /// client.admin().alter_partition_replicas("orders", 0, &[1, 2, 4]).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn alter_partition_replicas(
+        &self,
+        topic: &str,
+        partition: u32,
+        replicas: &[u64],
+    ) -> Result<()> {
+        let request = Request::from(AlterPartitionReplicasRequest {
+            topic: topic.to_string(),
+            partition,
+            replicas: replicas.to_vec(),
+            timeout_ms: self.timeout_ms(),
+        });
+        match self.call(&request).await? {
+            Response::AlterPartitionReplicas(r) if r.error.is_ok() => Ok(()),
+            Response::AlterPartitionReplicas(r) => Err(Error::Broker {
+                code: r.error,
+                api: ApiKey::AlterPartitionReplicas,
+                topic: Some(topic.to_string()),
+                partition: Some(partition),
+                message: r.message,
+            }),
+            _ => Err(unexpected(ApiKey::AlterPartitionReplicas)),
         }
     }
 

@@ -336,6 +336,24 @@ fn client_frames() {
         DeleteTopicsResponse { results }.into(),
     );
     check_request(
+        "c_alter_partition_replicas_req",
+        AlterPartitionReplicasRequest {
+            topic: string("orders"),
+            partition: 2,
+            replicas: vec![4, 1, 2],
+            timeout_ms: 5000,
+        }
+        .into(),
+    );
+    check_response(
+        "c_alter_partition_replicas_resp",
+        AlterPartitionReplicasResponse {
+            error: ErrorCode::BrokerNotAvailable,
+            message: Some(string("broker 9 is not registered")),
+        }
+        .into(),
+    );
+    check_request(
         "c_list_topics_req",
         ListTopicsRequest {
             include_internal: true,

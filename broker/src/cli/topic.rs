@@ -1,4 +1,4 @@
-//! `floe topic create | list | describe | delete`.
+//! `floe topic create | list | describe | delete | reassign`.
 
 use floe_client::{Admin, NewTopic, TopicDescription};
 use serde_json::json;
@@ -42,6 +42,18 @@ pub(crate) enum TopicCommand {
         /// The topic name.
         name: String,
     },
+    /// Move a partition to other brokers: set its replicas (the first is the preferred
+    /// leader). Returns once the controller recorded it; the replicas then move online.
+    Reassign {
+        /// The topic name.
+        name: String,
+        /// The partition to move.
+        #[arg(long, value_name = "P")]
+        partition: u32,
+        /// The new replicas: broker ids, comma-separated (e.g. 1,2,4).
+        #[arg(long, value_name = "IDS", value_delimiter = ',', required = true)]
+        replicas: Vec<u64>,
+    },
 }
 
 /// Runs a `floe topic` sub-command.
@@ -72,6 +84,20 @@ pub(crate) fn run(args: &ClientArgs, command: TopicCommand) -> Result<(), CliErr
             TopicCommand::Delete { name } => {
                 admin.delete_topics(&[&name]).await?;
                 print(&format!("deleted topic {name}\n"))
+            }
+            TopicCommand::Reassign {
+                name,
+                partition,
+                replicas,
+            } => {
+                admin
+                    .alter_partition_replicas(&name, partition, &replicas)
+                    .await?;
+                let list: Vec<String> = replicas.iter().map(u64::to_string).collect();
+                print(&format!(
+                    "reassigning {name}/{partition} to replicas {}\n",
+                    list.join(",")
+                ))
             }
         };
         client.close().await;

@@ -19,6 +19,7 @@
 //! | 6   | `AlterTopicConfig`   | name, configs: Vec<(String, String)>                       |
 //! | 7   | `AllocateProducerIds`| broker, count:u32                                          |
 //! | 8   | `ReassignPartition`  | topic, partition:u32, from, to                             |
+//! | 9   | `AlterPartitionReplicas` | topic, partition:u32, replicas: Vec<u64>               |
 
 use bytes::Bytes;
 use floe_protocol::wire::{DecodeError, Reader, Wire};
@@ -105,6 +106,17 @@ pub enum Command {
         /// The broker added.
         to: NodeId,
     },
+    /// Sets a partition's whole replica set (the first replica becomes the preferred leader).
+    /// The partition's Raft membership then follows it: see `node::worker`.
+    AlterPartitionReplicas {
+        /// Topic.
+        topic: String,
+        /// Partition index.
+        partition: u32,
+        /// The target replicas: distinct, registered and unfenced brokers,
+        /// 1 ..= [`super::MAX_REPLICATION_FACTOR`] of them.
+        replicas: Vec<NodeId>,
+    },
 }
 
 /// Why a payload is not a command.
@@ -142,6 +154,15 @@ fn put_pairs(out: &mut Vec<u8>, pairs: &[(String, String)]) {
 
 fn node(r: &mut Reader<'_>) -> Result<NodeId, DecodeError> {
     u64::decode(r).map(NodeId)
+}
+
+fn nodes(r: &mut Reader<'_>) -> Result<Vec<NodeId>, DecodeError> {
+    let n = r.count(8)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(node(r)?);
+    }
+    Ok(out)
 }
 
 fn pairs(r: &mut Reader<'_>) -> Result<Vec<(String, String)>, DecodeError> {
@@ -220,6 +241,18 @@ impl Command {
                 put_node(&mut out, *from);
                 put_node(&mut out, *to);
             }
+            Command::AlterPartitionReplicas {
+                topic,
+                partition,
+                replicas,
+            } => {
+                put(&mut out, topic);
+                put(&mut out, partition);
+                (replicas.len() as u32).encode(&mut out);
+                for r in replicas {
+                    put_node(&mut out, *r);
+                }
+            }
         }
         Bytes::from(out)
     }
@@ -234,6 +267,7 @@ impl Command {
             Command::AlterTopicConfig { .. } => 6,
             Command::AllocateProducerIds { .. } => 7,
             Command::ReassignPartition { .. } => 8,
+            Command::AlterPartitionReplicas { .. } => 9,
         }
     }
 
@@ -287,6 +321,11 @@ impl Command {
                 partition: u32::decode(r)?,
                 from: node(r)?,
                 to: node(r)?,
+            },
+            9 => Command::AlterPartitionReplicas {
+                topic: String::decode(r)?,
+                partition: u32::decode(r)?,
+                replicas: nodes(r)?,
             },
             t => return Err(CommandDecodeError::UnknownTag(t)),
         };

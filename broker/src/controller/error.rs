@@ -121,6 +121,18 @@ pub enum ControllerError {
         /// The node.
         broker: NodeId,
     },
+    /// A replica set that is empty or larger than the replication factor limit.
+    #[error("invalid replica count {count}")]
+    InvalidReplicaCount {
+        /// The number of replicas given.
+        count: u32,
+    },
+    /// A broker named twice in a replica set.
+    #[error("broker {broker:?} named twice")]
+    DuplicateReplica {
+        /// The node.
+        broker: NodeId,
+    },
     /// Producer-id block size 0 or above the limit.
     #[error("invalid producer id block size {count}")]
     InvalidProducerIdCount {
@@ -144,7 +156,8 @@ impl ControllerError {
             ControllerError::InvalidTopicName => ErrorCode::InvalidTopicName,
             ControllerError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
             ControllerError::InvalidReplicationFactor { .. }
-            | ControllerError::NotEnoughBrokers { .. } => ErrorCode::InvalidReplicationFactor,
+            | ControllerError::NotEnoughBrokers { .. }
+            | ControllerError::InvalidReplicaCount { .. } => ErrorCode::InvalidReplicationFactor,
             ControllerError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
             ControllerError::UnknownBroker { .. } | ControllerError::BrokerFenced { .. } => {
                 ErrorCode::BrokerNotAvailable
@@ -154,6 +167,7 @@ impl ControllerError {
             | ControllerError::LimitReached
             | ControllerError::NotAReplica { .. }
             | ControllerError::AlreadyAReplica { .. }
+            | ControllerError::DuplicateReplica { .. }
             | ControllerError::InvalidProducerIdCount { .. } => ErrorCode::InvalidRequest,
             ControllerError::ProducerIdsExhausted => ErrorCode::UnknownServerError,
         }

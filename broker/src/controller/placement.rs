@@ -54,6 +54,7 @@ pub(super) fn place(
             PartitionAssignment {
                 preferred_leader: replicas[0],
                 replicas,
+                moves: 0,
             }
         })
         .collect()

@@ -1,7 +1,7 @@
 //! The snapshot format of [`ControllerState`].
 //!
 //! ```text
-//! snapshot = magic "FLCS" | format:u16 (= 1) | body | crc32:u32 (of everything before it)
+//! snapshot = magic "FLCS" | format:u16 (= 2; 1 is read too) | body | crc32:u32 (of everything before it)
 //! body     = version:u64 | next_topic_id:u64 | next_producer_id:u64
 //!          | brokers: Vec<broker> | topics: Vec<topic> | producer_blocks: Vec<block>
 //! broker   = id:u64 | client_addr | peer_addr | rack: Option<String> | epoch:u64
@@ -10,7 +10,7 @@
 //! config   = retention_bytes: Option<u64> | retention_ms: Option<u64>
 //!          | fsync:u8 (0 always, 1 interval, 2 never) | fsync_ms:u64 | segment_bytes:u64
 //!          | max_batch_bytes:u32
-//! partition= replicas: Vec<u64> | preferred_leader:u64
+//! partition= replicas: Vec<u64> | preferred_leader:u64 | moves:u64 (format 2; 0 in format 1)
 //! block    = broker:u64 | first:u64 | count:u32
 //! ```
 //!
@@ -36,7 +36,10 @@ use super::types::{
 /// First bytes of a controller snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"FLCS";
 /// The format version written.
-pub const SNAPSHOT_FORMAT: u16 = 1;
+pub const SNAPSHOT_FORMAT: u16 = 2;
+/// The older format still read (no per-partition move count: every partition reads as
+/// never moved, which format 1's code never did).
+const SNAPSHOT_FORMAT_V1: u16 = 1;
 const HEADER_LEN: usize = 6;
 const TRAILER_LEN: usize = 4;
 
@@ -108,6 +111,7 @@ pub(super) fn encode(s: &ControllerState) -> Bytes {
             let replicas: Vec<u64> = p.replicas.iter().map(|n| n.0).collect();
             put(&mut out, &replicas);
             put(&mut out, &p.preferred_leader.0);
+            put(&mut out, &p.moves);
         }
     }
     put(&mut out, &(s.producer_blocks.len() as u32));
@@ -149,7 +153,7 @@ pub(super) fn decode(data: &Bytes) -> Result<ControllerState, SnapshotError> {
         return Err(SnapshotError::BadMagic);
     }
     let format = u16::from_le_bytes([data[4], data[5]]);
-    if format != SNAPSHOT_FORMAT {
+    if format != SNAPSHOT_FORMAT && format != SNAPSHOT_FORMAT_V1 {
         return Err(SnapshotError::UnsupportedFormat(format));
     }
     let body_end = len - TRAILER_LEN;
@@ -161,12 +165,12 @@ pub(super) fn decode(data: &Bytes) -> Result<ControllerState, SnapshotError> {
         return Err(SnapshotError::ChecksumMismatch { stored, computed });
     }
     let mut r = Reader::new(data, HEADER_LEN, body_end);
-    let state = decode_body(&mut r)?;
+    let state = decode_body(&mut r, format)?;
     r.finish()?;
     Ok(state)
 }
 
-fn decode_body(r: &mut Reader<'_>) -> Result<ControllerState, SnapshotError> {
+fn decode_body(r: &mut Reader<'_>, format: u16) -> Result<ControllerState, SnapshotError> {
     let mut s = ControllerState {
         version: u64::decode(r)?,
         next_topic_id: u64::decode(r)?,
@@ -185,7 +189,7 @@ fn decode_body(r: &mut Reader<'_>) -> Result<ControllerState, SnapshotError> {
     // A topic is at least 4 + 8 + 2 + config (1 + 1 + 1 + 8 + 8 + 4) + 4 bytes.
     let n = r.count(41)?;
     for _ in 0..n {
-        let t = decode_topic(r)?;
+        let t = decode_topic(r, format)?;
         if s.topics
             .last_key_value()
             .is_some_and(|(k, _)| k.as_str() >= t.name.as_str())
@@ -229,17 +233,23 @@ fn decode_broker(r: &mut Reader<'_>) -> Result<BrokerRecord, SnapshotError> {
     })
 }
 
-fn decode_topic(r: &mut Reader<'_>) -> Result<TopicRecord, SnapshotError> {
+fn decode_topic(r: &mut Reader<'_>, format: u16) -> Result<TopicRecord, SnapshotError> {
     let name = String::decode(r)?;
     let id = TopicId(u64::decode(r)?);
     let replication_factor = u16::decode(r)?;
     let config = decode_config(r)?;
-    // A partition is at least an empty replica list and a leader: 12 bytes.
-    let n = r.count(12)?;
+    // A partition is at least an empty replica list and a leader: 12 bytes (and the move
+    // count: 20 in format 2).
+    let n = r.count(if format == SNAPSHOT_FORMAT_V1 { 12 } else { 20 })?;
     let mut partitions = Vec::with_capacity(n);
     for _ in 0..n {
         let replicas: Vec<NodeId> = Vec::<u64>::decode(r)?.into_iter().map(NodeId).collect();
         let preferred_leader = NodeId(u64::decode(r)?);
+        let moves = if format == SNAPSHOT_FORMAT_V1 {
+            0
+        } else {
+            u64::decode(r)?
+        };
         let distinct = replicas
             .iter()
             .enumerate()
@@ -250,6 +260,7 @@ fn decode_topic(r: &mut Reader<'_>) -> Result<TopicRecord, SnapshotError> {
         partitions.push(PartitionAssignment {
             replicas,
             preferred_leader,
+            moves,
         });
     }
     Ok(TopicRecord {

@@ -196,6 +196,11 @@ impl ControllerState {
                 from,
                 to,
             } => self.reassign(topic, *partition, *from, *to)?,
+            Command::AlterPartitionReplicas {
+                topic,
+                partition,
+                replicas,
+            } => self.alter_replicas(topic, *partition, replicas)?,
         };
         self.version += 1;
         Ok(applied)
@@ -366,6 +371,51 @@ impl ControllerState {
         if pa.preferred_leader == from {
             pa.preferred_leader = to;
         }
+        pa.moves += 1;
+        Ok(Applied::PartitionReassigned)
+    }
+
+    fn alter_replicas(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        replicas: &[NodeId],
+    ) -> Result<Applied, ControllerError> {
+        let count = replicas.len();
+        if count == 0 || count > usize::from(MAX_REPLICATION_FACTOR) {
+            return Err(ControllerError::InvalidReplicaCount {
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+            });
+        }
+        if let Some((_, &dup)) = replicas
+            .iter()
+            .enumerate()
+            .find(|(i, r)| replicas[..*i].contains(r))
+        {
+            return Err(ControllerError::DuplicateReplica { broker: dup });
+        }
+        for &r in replicas {
+            match self.brokers.get(&r).map(|b| b.fenced) {
+                None => return Err(ControllerError::UnknownBroker { broker: r }),
+                Some(true) => return Err(ControllerError::BrokerFenced { broker: r }),
+                Some(false) => {}
+            }
+        }
+        let t = self
+            .topics
+            .get_mut(topic)
+            .ok_or(ControllerError::UnknownTopic)?;
+        let pa = t
+            .partitions
+            .get_mut(partition as usize)
+            .ok_or(ControllerError::UnknownPartition { partition })?;
+        if pa.replicas == replicas {
+            // Nothing to move: not a reassignment (the founding set stays the founding set).
+            return Ok(Applied::PartitionReassigned);
+        }
+        pa.replicas = replicas.to_vec();
+        pa.preferred_leader = replicas[0];
+        pa.moves += 1;
         Ok(Applied::PartitionReassigned)
     }
 

@@ -861,13 +861,112 @@ fn arb_command() -> impl Strategy<Value = Command> {
             .prop_map(|(name, configs)| Command::AlterTopicConfig { name, configs }),
         (node.clone(), 0u32..5000)
             .prop_map(|(broker, count)| Command::AllocateProducerIds { broker, count }),
-        (name, 0u32..12, node.clone(), node).prop_map(|(topic, partition, from, to)| {
-            Command::ReassignPartition {
+        (name.clone(), 0u32..12, node.clone(), node.clone()).prop_map(
+            |(topic, partition, from, to)| {
+                Command::ReassignPartition {
+                    topic,
+                    partition,
+                    from,
+                    to,
+                }
+            }
+        ),
+        (name, 0u32..12, proptest::collection::vec(node, 0..5)).prop_map(
+            |(topic, partition, replicas)| Command::AlterPartitionReplicas {
                 topic,
                 partition,
-                from,
-                to,
+                replicas,
             }
-        }),
+        ),
     ]
+}
+
+#[test]
+fn alter_partition_replicas_sets_the_target_and_validates() {
+    let mut s = ControllerState::new();
+    for id in 1..=4 {
+        run(&mut s, &register(id)).unwrap();
+    }
+    run(&mut s, &create("t", 2, 3)).unwrap();
+    let alter = |partition: u32, replicas: &[u64]| Command::AlterPartitionReplicas {
+        topic: "t".into(),
+        partition,
+        replicas: replicas.iter().copied().map(NodeId).collect(),
+    };
+    let before = s.topic("t").unwrap().partitions[0].clone();
+    assert_eq!(before.moves, 0);
+    // The same set is not a move: the founding set stays the founding set.
+    let same: Vec<u64> = before.replicas.iter().map(|n| n.0).collect();
+    assert_eq!(
+        run(&mut s, &alter(0, &same)),
+        Ok(Applied::PartitionReassigned)
+    );
+    assert_eq!(s.topic("t").unwrap().partitions[0].moves, 0);
+
+    assert_eq!(
+        run(&mut s, &alter(0, &[4, 2, 1])),
+        Ok(Applied::PartitionReassigned)
+    );
+    let after = s.topic("t").unwrap().partitions[0].clone();
+    assert_eq!(after.replicas, vec![NodeId(4), NodeId(2), NodeId(1)]);
+    assert_eq!(after.preferred_leader, NodeId(4));
+    assert_eq!(after.moves, 1);
+    // Survives the snapshot encoding.
+    let back = ControllerState::from_snapshot(&s.snapshot()).unwrap();
+    assert_eq!(back.topic("t").unwrap().partitions[0], after);
+
+    let version = s.version();
+    rejects(
+        &mut s,
+        &alter(0, &[]),
+        ControllerError::InvalidReplicaCount { count: 0 },
+    );
+    let many: Vec<u64> = (1..=17).collect();
+    rejects(
+        &mut s,
+        &alter(0, &many),
+        ControllerError::InvalidReplicaCount { count: 17 },
+    );
+    rejects(
+        &mut s,
+        &alter(0, &[1, 2, 1]),
+        ControllerError::DuplicateReplica { broker: NodeId(1) },
+    );
+    rejects(
+        &mut s,
+        &alter(0, &[1, 9]),
+        ControllerError::UnknownBroker { broker: NodeId(9) },
+    );
+    rejects(
+        &mut s,
+        &alter(2, &[1]),
+        ControllerError::UnknownPartition { partition: 2 },
+    );
+    let ghost = Command::AlterPartitionReplicas {
+        topic: "u".into(),
+        partition: 0,
+        replicas: vec![NodeId(1)],
+    };
+    rejects(&mut s, &ghost, ControllerError::UnknownTopic);
+    let e = epoch(&s, 3);
+    run(
+        &mut s,
+        &Command::FenceBroker {
+            broker: NodeId(3),
+            epoch: e,
+        },
+    )
+    .unwrap();
+    let version_fenced = s.version();
+    assert!(version_fenced > version);
+    rejects(
+        &mut s,
+        &alter(0, &[3]),
+        ControllerError::BrokerFenced { broker: NodeId(3) },
+    );
+    assert_eq!(s.version(), version_fenced);
+    assert_eq!(s.topic("t").unwrap().partitions[0], after);
+    // The command survives its encoding.
+    let c = alter(1, &[2, 3]);
+    assert_eq!(Command::decode(&c.encode()), Ok(c));
 }

@@ -44,6 +44,10 @@ pub struct PartitionAssignment {
     pub replicas: Vec<NodeId>,
     /// The replica that should lead when it is available.
     pub preferred_leader: NodeId,
+    /// How many reassignments changed `replicas` since the topic was created. 0 means
+    /// `replicas` is the partition's founding set, the Raft group's bootstrap membership;
+    /// a replica placed after a move joins the existing group as a learner instead.
+    pub moves: u64,
 }
 
 /// A topic.

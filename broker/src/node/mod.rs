@@ -66,12 +66,12 @@ use floe_protocol::ErrorCode;
 use floe_protocol::peer::{PeerRequest, PeerResponse};
 use floe_raft::{Config, Membership, NodeId};
 use floe_storage::LogConfig;
-use floe_storage::backend::FileDir;
+use floe_storage::backend::{Directory, FileDir};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::controller::{Command, ControllerState, TopicId, TopicRecord};
-use crate::partition::{Replica, ReplicaConfig, ReplicaError};
+use crate::partition::{Replica, ReplicaConfig, ReplicaError, SidecarError, bootstrap_membership};
 use crate::peer::{GroupMessage, PeerAddress, PeerTransport, TransportOptions, UnaryHandler};
 use controller::{CONTROLLER_GROUP, ControllerLink, GroupCmd, GroupOptions, Outcome, ProposeError};
 use worker::{Cmd, PartitionHandle, WorkerOptions};
@@ -259,6 +259,16 @@ pub enum NodeError {
         /// Why.
         source: ReplicaError,
     },
+    /// A partition's bootstrap membership could not be read or recorded.
+    #[error("bootstrap membership of topic {topic:?} partition {partition}: {source}")]
+    Bootstrap {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// Why.
+        source: SidecarError,
+    },
     /// The controller replica could not be opened (recovered).
     #[error("opening the controller log: {0}")]
     Controller(ReplicaError),
@@ -271,10 +281,22 @@ pub enum NodeError {
 #[derive(Debug)]
 pub(crate) struct Hosted {
     pub(crate) handle: PartitionHandle,
+    /// The partition's target replicas, which the owner's Raft membership follows.
+    target: worker::Target,
     pub(crate) metrics: PartitionMetrics,
     pub(crate) group_id: u64,
     pub(crate) dir: PathBuf,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Hosted {
+    /// Sets the target replicas its owner's membership follows.
+    fn set_target(&self, replicas: &[u64]) {
+        let mut t = self.target.lock().unwrap_or_else(|e| e.into_inner());
+        if t.as_slice() != replicas {
+            *t = replicas.to_vec();
+        }
+    }
 }
 
 /// The client service's per-partition metrics (handles resolved when the node starts;
@@ -352,6 +374,9 @@ const STATE_WAIT_BROKER: Duration = Duration::from_secs(5);
 const PRODUCER_ID_BLOCK: u32 = 1000;
 /// How long a controller proposal made for a client may take.
 const ADMIN_WAIT: Duration = Duration::from_secs(15);
+/// The reconciler runs at least this often (replicas moved away depart without a metadata
+/// change).
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 
 impl Shared {
     /// The hosted replica of `topic`/`partition`, if any.
@@ -487,6 +512,8 @@ struct Placed {
     topic_id: TopicId,
     partition: u32,
     replicas: Vec<u64>,
+    /// Reassignments since creation (0: `replicas` founded the group).
+    moves: u64,
 }
 
 impl OpenCtx {
@@ -508,14 +535,29 @@ impl OpenCtx {
         raft.election_ticks = self.election_ticks;
         raft.seed = self.me.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ gid;
         let cfg = ReplicaConfig::new(raft, self.log.clone());
-        let members = Membership::new(p.replicas.iter().map(|r| NodeId(*r)), []);
-        let replica = Replica::open(Arc::new(dir), cfg, members, now_ms()).map_err(|source| {
-            NodeError::Replica {
+        let dir: Arc<dyn Directory> = Arc::new(dir);
+        // A founding replica bootstraps the group with the founding set; a replica placed
+        // here by a reassignment joins the existing group as a learner (no members of its
+        // own until the leader's log reaches it). Recorded in the directory at creation.
+        let founding = p.moves == 0;
+        let members = bootstrap_membership(&dir, || {
+            if founding {
+                Membership::new(p.replicas.iter().map(|r| NodeId(*r)), [])
+            } else {
+                Membership::default()
+            }
+        })
+        .map_err(|source| NodeError::Bootstrap {
+            topic: p.topic.clone(),
+            partition: p.partition,
+            source,
+        })?;
+        let replica =
+            Replica::open(dir, cfg, members, now_ms()).map_err(|source| NodeError::Replica {
                 topic: p.topic.clone(),
                 partition: p.partition,
                 source,
-            }
-        })?;
+            })?;
         let options = WorkerOptions {
             tick: self.tick,
             queue: 8192,
@@ -525,6 +567,7 @@ impl OpenCtx {
             topic: p.topic.clone(),
             partition: p.partition,
         };
+        let target: worker::Target = Arc::new(Mutex::new(p.replicas.clone()));
         let (handle, thread) = worker::spawn(
             label,
             gid,
@@ -532,10 +575,12 @@ impl OpenCtx {
             self.transport.clone(),
             self.changed.clone(),
             options,
+            target.clone(),
         )
         .map_err(NodeError::Thread)?;
         Ok(Hosted {
             handle,
+            target,
             metrics: PartitionMetrics::new(&p.topic, p.partition),
             group_id: gid,
             dir: path,
@@ -569,6 +614,7 @@ fn placed_on(state: &ControllerState, me: u64) -> BTreeMap<u64, Placed> {
                         topic_id: t.id,
                         partition: p,
                         replicas: pa.replicas.iter().map(|r| r.0).collect(),
+                        moves: pa.moves,
                     },
                 );
             }
@@ -604,10 +650,25 @@ async fn reconcile(shared: &Shared, ctx: &OpenCtx, state: Arc<ControllerState>) 
     let want = placed_on(&state, ctx.me);
     let current = shared.table();
     let mut groups: HashMap<u64, Arc<Hosted>> = HashMap::new();
+    // Hosted partitions no longer placed here whose partition still exists: moved away.
+    // They stay in their group (and keep serving while they lead) until the new replica set
+    // has taken over and removed them, then their data goes.
+    let mut departing: HashMap<u64, Placed> = HashMap::new();
     let mut removed = Vec::new();
+    let mut departed = Vec::new();
+    let partitions = partitions_of(&state);
     for (gid, h) in &current.groups {
-        if want.contains_key(gid) {
+        if let Some(p) = want.get(gid) {
+            h.set_target(&p.replicas);
             groups.insert(*gid, h.clone());
+        } else if let Some(p) = partitions.get(gid) {
+            h.set_target(&p.replicas);
+            if h.handle.status.borrow().departed {
+                departed.push(h.clone());
+            } else {
+                groups.insert(*gid, h.clone());
+                departing.insert(*gid, p.clone());
+            }
         } else {
             removed.push(h.clone());
         }
@@ -629,7 +690,9 @@ async fn reconcile(shared: &Shared, ctx: &OpenCtx, state: Arc<ControllerState>) 
     let hosted = groups
         .values()
         .filter_map(|h| {
-            let p = want.get(&h.group_id)?;
+            let p = want
+                .get(&h.group_id)
+                .or_else(|| departing.get(&h.group_id))?;
             Some(((p.topic.clone(), p.partition), h.clone()))
         })
         .collect();
@@ -656,6 +719,40 @@ async fn reconcile(shared: &Shared, ctx: &OpenCtx, state: Arc<ControllerState>) 
         })
         .await;
     }
+    if !departed.is_empty() {
+        // Moved away and out of the group: nobody needs this copy any more.
+        let _ = tokio::task::spawn_blocking(move || {
+            for h in departed {
+                stop_hosted(&h);
+                tracing::info!(dir = %h.dir.display(), "partition moved away; removing its data");
+                if let Err(e) = std::fs::remove_dir_all(&h.dir) {
+                    tracing::warn!(dir = %h.dir.display(), error = %e, "removing a moved partition");
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Every partition in `state`, by group id (with its replicas).
+fn partitions_of(state: &ControllerState) -> HashMap<u64, Placed> {
+    let mut out = HashMap::new();
+    for t in state.topics() {
+        for (p, pa) in t.partitions.iter().enumerate() {
+            let p = p as u32;
+            out.insert(
+                group_id(t.id, p),
+                Placed {
+                    topic: t.name.clone(),
+                    topic_id: t.id,
+                    partition: p,
+                    replicas: pa.replicas.iter().map(|r| r.0).collect(),
+                    moves: pa.moves,
+                },
+            );
+        }
+    }
+    out
 }
 
 /// Registers this node with the controller, then heartbeats; registers again when the
@@ -929,7 +1026,9 @@ impl Node {
         let follower = shared.clone();
         background.push(tasks.spawn(async move {
             loop {
-                if rx.changed().await.is_err() {
+                // Also once per period without a metadata change: a replica moved away
+                // departs on its own time (see `PartitionStatus::departed`).
+                if let Ok(Err(_)) = tokio::time::timeout(RECONCILE_EVERY, rx.changed()).await {
                     return;
                 }
                 let state = rx.borrow_and_update().clone();

@@ -33,6 +33,7 @@ const APIS: &[ApiKey] = &[
     ApiKey::ListOffsets,
     ApiKey::InitProducerId,
     ApiKey::DescribeCluster,
+    ApiKey::AlterPartitionReplicas,
 ];
 
 /// Longest long-poll a fetch may ask for.
@@ -152,6 +153,11 @@ impl ClientService {
                     r.results.iter().map(|t| t.error).collect()
                 }))
             }
+            Request::AlterPartitionReplicas(r) => {
+                let resp = self.alter_partition_replicas(r).await;
+                count_errors(api, [resp.error]);
+                Response::from(resp)
+            }
             Request::InitProducerId(r) => {
                 let resp = self.init_producer_id(r).await;
                 count_errors(api, [resp.error]);
@@ -261,6 +267,37 @@ impl ClientService {
             results.push(self.admin(name, command, wait).await);
         }
         DeleteTopicsResponse { results }
+    }
+
+    /// Proposes the new replica set to the controller; answered once this node's view has
+    /// it (the move itself then proceeds in the partition's Raft group).
+    async fn alter_partition_replicas(
+        &self,
+        r: AlterPartitionReplicasRequest,
+    ) -> AlterPartitionReplicasResponse {
+        if r.replicas.is_empty()
+            || r.replicas.len() > usize::from(crate::controller::MAX_REPLICATION_FACTOR)
+        {
+            // Refused here too, so an oversized list never reaches the controller's log.
+            let e = crate::controller::ControllerError::InvalidReplicaCount {
+                count: u32::try_from(r.replicas.len()).unwrap_or(u32::MAX),
+            };
+            return AlterPartitionReplicasResponse {
+                error: e.code(),
+                message: Some(e.to_string()),
+            };
+        }
+        let wait = Duration::from_millis(u64::from(r.timeout_ms));
+        let command = Command::AlterPartitionReplicas {
+            topic: r.topic.clone(),
+            partition: r.partition,
+            replicas: r.replicas.iter().map(|&n| floe_raft::NodeId(n)).collect(),
+        };
+        let t = self.admin(r.topic, command, wait).await;
+        AlterPartitionReplicasResponse {
+            error: t.error,
+            message: t.message,
+        }
     }
 
     async fn admin(&self, name: String, command: Command, wait: Duration) -> TopicResult {
@@ -814,6 +851,7 @@ fn api_label(key: ApiKey) -> &'static str {
         ApiKey::ListOffsets => "list_offsets",
         ApiKey::InitProducerId => "init_producer_id",
         ApiKey::DescribeCluster => "describe_cluster",
+        ApiKey::AlterPartitionReplicas => "alter_partition_replicas",
         _ => "other",
     }
 }

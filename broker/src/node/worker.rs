@@ -9,9 +9,9 @@
 //! owner samples the metrics that move without a status change (elections, commit lag, log
 //! size, and on the leader whether every follower keeps up: [`InSync`]).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +20,7 @@ use floe_raft::{Message, NodeId};
 use floe_storage::ReadBatches;
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::partition::{Acks, FetchError, ProduceError, Produced, Replica};
+use crate::partition::{Acks, FetchError, MoveStep, ProduceError, Produced, Replica};
 use crate::peer::PeerTransport;
 use crate::telemetry;
 
@@ -71,6 +71,12 @@ pub(crate) struct PartitionStatus {
     pub(crate) log_start: u64,
     /// The replica failed (fsync error, damage) and serves nothing until reopened.
     pub(crate) failed: bool,
+    /// The partition was moved off this node and this replica is out of its group: not in
+    /// the target replicas, not leading, and no leader has written to it for
+    /// [`DEPART_SILENCE`] (a leader stops addressing a replica as soon as it appends the
+    /// configuration without it, so the removed replica never sees that entry itself). The
+    /// node then stops it and deletes its data.
+    pub(crate) departed: bool,
 }
 
 /// The handle others hold: the command channel and the status watch.
@@ -211,7 +217,12 @@ pub(crate) struct PartitionLabel {
     pub(crate) partition: u32,
 }
 
-/// Starts the owner thread of `replica`, sending its Raft messages through `transport`.
+/// The partition's target replicas as the node's metadata says (node ids), shared between
+/// the reconciler, which writes it, and the owner, which reads it every tick.
+pub(crate) type Target = Arc<Mutex<Vec<u64>>>;
+
+/// Starts the owner thread of `replica`, sending its Raft messages through `transport`. On
+/// the leader, the group's membership follows `target` (see [`Replica::move_toward`]).
 pub(crate) fn spawn(
     label: PartitionLabel,
     group_id: u64,
@@ -219,9 +230,10 @@ pub(crate) fn spawn(
     transport: Arc<PeerTransport>,
     changed: Arc<Notify>,
     options: WorkerOptions,
+    target: Target,
 ) -> std::io::Result<(PartitionHandle, JoinHandle<()>)> {
     let (tx, rx) = sync_channel(options.queue.max(1));
-    let initial = status_of(&replica, false);
+    let initial = status_of(&replica, false, false);
     let (status_tx, status_rx) = watch::channel(initial);
     let mut metrics = StatusMetrics::new(&label.topic, label.partition);
     metrics.seen_term = replica.term().0;
@@ -241,6 +253,9 @@ pub(crate) fn spawn(
         in_sync: InSync::default(),
         stopping: None,
         next_retention: Instant::now() + RETENTION_EVERY,
+        target,
+        leader_heard: Instant::now(),
+        move_transfer_at: None,
     };
     let thread = std::thread::Builder::new()
         .name(format!("floe-{}-{}", label.topic, label.partition))
@@ -274,7 +289,18 @@ struct Worker {
     stopping: Option<Handover>,
     /// When retention is checked next.
     next_retention: Instant,
+    /// The target replica set (see [`spawn`]).
+    target: Target,
+    /// When the leader it knows last sent it something (or when it last led).
+    leader_heard: Instant,
+    /// When a move last asked to hand this leader's leadership over.
+    move_transfer_at: Option<Instant>,
 }
+
+/// A replica outside its partition's target that no leader has addressed for this long has
+/// been removed from the group (see [`PartitionStatus::departed`]). Generous: a follower
+/// still in the group hears from its leader every tick.
+pub(crate) const DEPART_SILENCE: Duration = Duration::from_secs(5);
 
 /// How often each replica checks its retention settings against its log.
 pub(crate) const RETENTION_EVERY: Duration = Duration::from_secs(1);
@@ -381,8 +407,9 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn status_of(r: &Replica, failed: bool) -> PartitionStatus {
+fn status_of(r: &Replica, failed: bool, departed: bool) -> PartitionStatus {
     PartitionStatus {
+        departed,
         is_leader: r.is_leader() && !failed,
         leader: r.leader().map(|n| n.0),
         term: r.term().0,
@@ -431,6 +458,7 @@ impl Worker {
                     let r = self.replica.tick(now_ms());
                     self.check(r);
                 }
+                self.reconfigure(tick);
                 if Instant::now() >= self.next_retention {
                     self.next_retention = Instant::now() + RETENTION_EVERY;
                     self.apply_retention();
@@ -639,9 +667,13 @@ impl Worker {
             }
             Cmd::Peer(m) => {
                 self.in_sync.heard(m.from, Instant::now());
+                let from = m.from;
                 if !self.failed {
                     let r = self.replica.handle_message(m);
                     self.check(r);
+                }
+                if self.replica.leader() == Some(from) {
+                    self.leader_heard = Instant::now();
                 }
             }
             Cmd::Read {
@@ -660,6 +692,60 @@ impl Worker {
                 let _ = reply.send(found);
             }
             Cmd::Stop | Cmd::Discard => {}
+        }
+    }
+
+    /// The target replica set, `None` before the node set one.
+    fn target(&self) -> Option<BTreeSet<NodeId>> {
+        let t = self.target.lock().unwrap_or_else(|e| e.into_inner());
+        (!t.is_empty()).then(|| t.iter().map(|&n| NodeId(n)).collect())
+    }
+
+    /// See [`PartitionStatus::departed`].
+    fn departed(&self) -> bool {
+        let Some(target) = self.target() else {
+            return false;
+        };
+        !target.contains(&self.replica.id())
+            && !self.replica.is_leader()
+            && self.leader_heard.elapsed() > DEPART_SILENCE
+    }
+
+    /// On the leader: one step of moving the group's membership toward the target replicas
+    /// (a reassignment), once per tick; each step waits for the previous one to commit.
+    fn reconfigure(&mut self, tick: Duration) {
+        if self.failed || self.stopping.is_some() || !self.replica.is_leader() {
+            return;
+        }
+        let Some(target) = self.target() else {
+            return;
+        };
+        // A handover asked for gets the core's election timeout before it is asked again.
+        let abandon = tick * (self.replica.election_ticks() + 1);
+        if self
+            .move_transfer_at
+            .is_some_and(|at| at.elapsed() < abandon)
+        {
+            return;
+        }
+        match self.replica.move_toward(&target) {
+            Ok(MoveStep::Changed(change)) => {
+                tracing::info!(
+                    group = self.group_id,
+                    ?change,
+                    "reassignment: membership change"
+                );
+            }
+            Ok(MoveStep::Transferring(to)) => {
+                self.move_transfer_at = Some(Instant::now());
+                tracing::info!(
+                    group = self.group_id,
+                    to = to.0,
+                    "reassignment: this leader is moved away; handing leadership over"
+                );
+            }
+            Ok(MoveStep::Done | MoveStep::Waiting) => {}
+            Err(e) => self.check(Err(e)),
         }
     }
 
@@ -690,7 +776,10 @@ impl Worker {
             // Dropping the replies tells the callers the replica is gone.
             self.waiting.clear();
         }
-        let now = status_of(&self.replica, self.failed);
+        if self.replica.is_leader() {
+            self.leader_heard = Instant::now();
+        }
+        let now = status_of(&self.replica, self.failed, self.departed());
         let modified = self.status.send_if_modified(|s| {
             let changed = *s != now;
             *s = now;

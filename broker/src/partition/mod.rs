@@ -52,5 +52,5 @@ mod sidecar;
 pub use error::{CompactError, FetchError, ProduceError, ReplicaError};
 pub use producers::PRODUCER_WINDOW;
 pub use raft_log::{Opened, RaftLog, RaftLogError};
-pub use replica::{Acks, ProduceAck, Produced, Replica, ReplicaConfig};
-pub use sidecar::SidecarError;
+pub use replica::{Acks, MoveStep, ProduceAck, Produced, Replica, ReplicaConfig};
+pub use sidecar::{SidecarError, bootstrap_membership};

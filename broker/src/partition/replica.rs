@@ -28,14 +28,14 @@
 //! offsets, or [`ProduceError::Overwritten`] if a new leader cut it): nothing is appended
 //! twice and the client needs no extra retry.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use floe_protocol::batch::{BatchHeader, validate_batch};
 use floe_raft::{
-    Config, EntryMeta, HardState, Log, Membership, Message, NodeId, Offset, ProposeError, Raft,
-    RaftError, Role, Term, TransferError,
+    ChangeError, ConfChange, Config, EntryMeta, HardState, Log, Membership, Message, NodeId,
+    Offset, ProposeError, Raft, RaftError, Role, Term, TransferError,
 };
 use floe_storage::backend::Directory;
 use floe_storage::{LogConfig, ReadBatches, ScrubProgress};
@@ -151,6 +151,22 @@ impl Overlay {
             }
         }
     }
+}
+
+/// What [`Replica::move_toward`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveStep {
+    /// The membership's voters are the target and it has no learner: nothing to do.
+    Done,
+    /// It proposed this one-server membership change.
+    Changed(ConfChange),
+    /// Every other change is made and this leader is not in the target: it asked Raft to hand
+    /// leadership to this target voter (whose leader then removes this replica).
+    Transferring(NodeId),
+    /// A step is due but cannot be taken yet (not the leader, a change or a transfer not
+    /// committed yet, a learner still catching up, no entry of this term committed yet);
+    /// call again later.
+    Waiting,
 }
 
 /// Options for one replica.
@@ -374,6 +390,60 @@ impl Replica {
     /// election timeout. Call [`Replica::process`] afterwards to send what it asks for.
     pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), TransferError> {
         self.raft.transfer_leadership(to)
+    }
+
+    /// Takes one step of moving the group's membership toward `target` (a partition
+    /// reassignment), on the leader; anywhere else it only reports [`MoveStep::Waiting`].
+    /// One server at a time, in an order that never lowers fault tolerance below the smaller
+    /// of the two sets': first every target replica joins as a learner, then each learner is
+    /// promoted once it holds the committed log, then learners outside the target and voters
+    /// outside it (other than the leader) are removed, and last a leader outside the target
+    /// hands its leadership to a target voter. Call it again after each change commits (once
+    /// per tick is enough); `Changed` needs a [`Replica::process`] to be sent. An empty target
+    /// means "no target" and changes nothing.
+    pub fn move_toward(&mut self, target: &BTreeSet<NodeId>) -> Result<MoveStep, ReplicaError> {
+        self.check_running()?;
+        if !self.is_leader() || target.is_empty() {
+            return Ok(MoveStep::Waiting);
+        }
+        let me = self.raft.id();
+        let m = self.raft.membership().clone();
+        let change = if let Some(&t) = target.iter().find(|&&t| !m.contains(t)) {
+            ConfChange::AddLearner(t)
+        } else if let Some(&l) = m.learners().iter().find(|l| target.contains(l)) {
+            ConfChange::Promote(l)
+        } else if let Some(&l) = m.learners().iter().find(|l| !target.contains(l)) {
+            ConfChange::Remove(l)
+        } else if let Some(&v) = m
+            .voters()
+            .iter()
+            .find(|&&v| v != me && !target.contains(&v))
+        {
+            ConfChange::Remove(v)
+        } else if !target.contains(&me) {
+            // Only this leader is left to go: hand over first, so producers move to a target
+            // replica at once; its new leader removes this one.
+            let best = self.most_caught_up_follower(|v| target.contains(&v));
+            let Some(to) = best else {
+                return Ok(MoveStep::Waiting);
+            };
+            return Ok(match self.raft.transfer_leadership(to) {
+                Ok(()) => MoveStep::Transferring(to),
+                Err(_) => MoveStep::Waiting,
+            });
+        } else {
+            return Ok(MoveStep::Done);
+        };
+        match self.raft.change_membership(change) {
+            Ok(_) => Ok(MoveStep::Changed(change)),
+            Err(ChangeError::Fatal(e)) => {
+                self.stopped = true;
+                Err(e.into())
+            }
+            // Not now: a change or transfer in flight, a learner behind, the term's first
+            // entry not committed, or the membership moved under us. The next call retries.
+            Err(_) => Ok(MoveStep::Waiting),
+        }
     }
 
     /// A message from a peer replica of this group.

@@ -140,6 +140,41 @@ pub(crate) fn put_ids(out: &mut Vec<u8>, ids: impl ExactSizeIterator<Item = u64>
     }
 }
 
+/// The sidecar holding a replica's bootstrap membership (see [`bootstrap_membership`]).
+const BOOTSTRAP_FILE: &str = "raft.bootstrap";
+
+/// The bootstrap membership to open this partition directory with: the one recorded in it,
+/// or, for a directory that has none yet (a new replica), `decide()`'s, recorded durably
+/// first. Recording it matters for a replica that joined an existing group (bootstrap: no
+/// members, so it never campaigns on an empty log): were it to restart before it received
+/// anything, the partition's *current* replica set would otherwise make it a founding voter
+/// of a group that already has a log, and two empty founders could elect each other.
+pub fn bootstrap_membership(
+    dir: &Arc<dyn Directory>,
+    decide: impl FnOnce() -> floe_raft::Membership,
+) -> Result<floe_raft::Membership, SidecarError> {
+    let damaged = |reason| SidecarError::Damaged {
+        file: BOOTSTRAP_FILE,
+        reason,
+    };
+    if let Some(payload) = load(dir, BOOTSTRAP_FILE)? {
+        let mut r = Reader::new(&payload);
+        let voters = r.ids().ok_or(damaged("truncated voters"))?;
+        if !r.rest().is_empty() {
+            return Err(damaged("trailing bytes"));
+        }
+        return Ok(floe_raft::Membership::new(
+            voters.into_iter().map(floe_raft::NodeId),
+            [],
+        ));
+    }
+    let m = decide();
+    let mut payload = Vec::new();
+    put_ids(&mut payload, m.voters().iter().map(|n| n.0));
+    store(dir, BOOTSTRAP_FILE, &payload)?;
+    Ok(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +201,30 @@ mod tests {
         ));
         f.set_len(3).expect("truncate");
         assert!(matches!(load(&dir, "x"), Err(SidecarError::Damaged { .. })));
+    }
+
+    #[test]
+    fn the_bootstrap_membership_is_decided_once_and_kept() {
+        use floe_raft::{Membership, NodeId};
+        let dir: Arc<dyn Directory> = Arc::new(MemDir::new());
+        let founders = Membership::new([NodeId(1), NodeId(2), NodeId(3)], []);
+        let first = bootstrap_membership(&dir, || founders.clone()).expect("decide");
+        assert_eq!(first, founders);
+        // Later opens read the record, whatever the caller would decide now.
+        let again = bootstrap_membership(&dir, Membership::default).expect("read");
+        assert_eq!(again, founders);
+        // A joiner's (empty) decision is kept just the same.
+        let joiner: Arc<dyn Directory> = Arc::new(MemDir::new());
+        bootstrap_membership(&joiner, Membership::default).expect("decide");
+        let again = bootstrap_membership(&joiner, || founders.clone()).expect("read");
+        assert_eq!(again, Membership::default());
+        // Damage is a typed error, never a guess.
+        let f = dir.open(BOOTSTRAP_FILE).expect("open");
+        f.set_len(5).expect("truncate");
+        assert!(matches!(
+            bootstrap_membership(&dir, Membership::default),
+            Err(SidecarError::Damaged { .. })
+        ));
     }
 
     #[test]

@@ -47,6 +47,11 @@ fn identity(dir: &Path, id: u64) -> (Identity, CaCerts) {
 }
 
 pub async fn start_cluster(ids: &[u64], partitions: u32) -> Cluster {
+    start_cluster_rf(ids, partitions, ids.len() as u16).await
+}
+
+/// Like [`start_cluster`], with `rf` replicas per partition (placed by the controller).
+pub async fn start_cluster_rf(ids: &[u64], partitions: u32, rf: u16) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs_dir = dir.path().join("certs");
     certs::init_ca(&certs_dir).expect("ca");
@@ -72,7 +77,7 @@ pub async fn start_cluster(ids: &[u64], partitions: u32) -> Cluster {
         });
         endpoints.push((id, client, peer));
     }
-    let topic = TopicSpec::placed(TOPIC, partitions, ids.len() as u16, ids).expect("placement");
+    let topic = TopicSpec::placed(TOPIC, partitions, rf, ids).expect("placement");
     let mut nodes = BTreeMap::new();
     for (id, client, peer) in endpoints {
         let mut cfg = NodeConfig::new(id, dir.path().join(format!("n{id}")), brokers.clone());

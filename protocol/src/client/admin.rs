@@ -79,6 +79,36 @@ wire_struct! {
 }
 
 wire_struct! {
+    /// Set one partition's replicas (sent to any broker; the controller records it, then the
+    /// partition's Raft group moves to the new set online: new replicas join as learners and
+    /// catch up before voting, removed ones leave last). Answered once the controller applied
+    /// it, not once the move is complete.
+    pub struct AlterPartitionReplicasRequest {
+        /// Topic name.
+        pub topic: String,
+        /// Partition index.
+        pub partition: u32,
+        /// The target replicas (node ids): distinct, registered, live; the first becomes the
+        /// preferred leader.
+        pub replicas: Vec<u64>,
+        /// How long to wait for the controller, ms.
+        pub timeout_ms: u32,
+    }
+}
+
+wire_struct! {
+    /// Alter-partition-replicas response.
+    pub struct AlterPartitionReplicasResponse {
+        /// Error (`InvalidReplicationFactor`: empty or too many replicas; `InvalidRequest`:
+        /// a broker named twice; `BrokerNotAvailable`: unknown or fenced broker;
+        /// `UnknownTopicOrPartition`).
+        pub error: ErrorCode,
+        /// Human-readable detail.
+        pub message: Option<String>,
+    }
+}
+
+wire_struct! {
     /// List topics.
     pub struct ListTopicsRequest {
         /// Include internal topics.

@@ -83,6 +83,8 @@ api_keys! {
         DescribeGroups = 19,
         /// Cluster id, controller and brokers.
         DescribeCluster = 20,
+        /// Move a partition: set its replica set.
+        AlterPartitionReplicas = 21,
     }
 }
 
@@ -110,6 +112,7 @@ message_enum! {
         ListGroups(ListGroupsRequest),
         DescribeGroups(DescribeGroupsRequest),
         DescribeCluster(DescribeClusterRequest),
+        AlterPartitionReplicas(AlterPartitionReplicasRequest),
     }
 }
 
@@ -136,6 +139,7 @@ message_enum! {
         ListGroups(ListGroupsResponse),
         DescribeGroups(DescribeGroupsResponse),
         DescribeCluster(DescribeClusterResponse),
+        AlterPartitionReplicas(AlterPartitionReplicasResponse),
     }
 }
 

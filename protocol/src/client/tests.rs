@@ -178,4 +178,5 @@ fn api_keys_are_pinned() {
     assert_eq!(ApiKey::Produce as u16, 6);
     assert_eq!(ApiKey::Fetch as u16, 7);
     assert_eq!(ApiKey::DescribeCluster as u16, 20);
+    assert_eq!(ApiKey::AlterPartitionReplicas as u16, 21);
 }
