@@ -697,8 +697,15 @@ fn check_divergence(history: &History, f: &mut Findings) {
         for (i, (na, ea, ba)) in reps.iter().enumerate() {
             for (nb, eb, bb) in reps.iter().skip(i + 1) {
                 let common = (*ea).min(*eb);
-                let a: Vec<&BatchDigest> = ba.iter().filter(|d| d.last < common).collect();
-                let b: Vec<&BatchDigest> = bb.iter().filter(|d| d.last < common).collect();
+                // A replica that joined by a move (or was caught up from a snapshot) starts
+                // its log later: compare from where both hold batches.
+                let from = ba
+                    .first()
+                    .map_or(0, |d| d.base)
+                    .max(bb.first().map_or(0, |d| d.base));
+                let shared = |d: &&BatchDigest| d.base >= from && d.last < common;
+                let a: Vec<&BatchDigest> = ba.iter().filter(shared).collect();
+                let b: Vec<&BatchDigest> = bb.iter().filter(shared).collect();
                 let first_diff = a
                     .iter()
                     .zip(b.iter())

@@ -45,7 +45,7 @@ struct RunArgs {
     /// (default 4h).
     #[arg(long)]
     time_limit: Option<String>,
-    /// Fault kinds: `all`, `none`, or a list of kill, pause, partition, disk.
+    /// Fault kinds: `all`, `none`, or a list of kill, pause, partition, disk, move.
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// The disk faults of the `disk` nemesis: `all` or a list of truncate, flip, index.

@@ -1,6 +1,7 @@
 //! The nemesis: a fault schedule drawn from the seed (printed before the run), and the faults
 //! themselves — `kill -9` and restart, SIGSTOP/SIGCONT, network partitions and a flaky network
-//! through [`crate::proxy`], and disk damage done to a stopped node's partition directory.
+//! through [`crate::proxy`], disk damage done to a stopped node's partition directory, and
+//! replica moves (a partition reassigned off a node and back, through the Admin API).
 //!
 //! One fault at a time: each step waits a quiet interval, starts its fault, holds it, heals it.
 
@@ -23,11 +24,20 @@ pub enum Kind {
     Partition,
     /// Disk damage while a node is stopped.
     Disk,
+    /// A partition's replica moved off a node (the replica set shrinks to the others), then
+    /// back (the node rejoins as a new replica that catches up from the leader).
+    Move,
 }
 
 impl Kind {
     /// Every kind (`--nemesis all`).
-    pub const ALL: [Kind; 4] = [Kind::Kill, Kind::Pause, Kind::Partition, Kind::Disk];
+    pub const ALL: [Kind; 5] = [
+        Kind::Kill,
+        Kind::Pause,
+        Kind::Partition,
+        Kind::Disk,
+        Kind::Move,
+    ];
 
     /// Parses `all`, `none` or a comma-separated list of kinds.
     pub fn parse_list(s: &str) -> Result<Vec<Kind>, String> {
@@ -43,9 +53,10 @@ impl Kind {
                 "pause" => Kind::Pause,
                 "partition" => Kind::Partition,
                 "disk" => Kind::Disk,
+                "move" => Kind::Move,
                 other => {
                     return Err(format!(
-                        "unknown nemesis {other:?} (kill, pause, partition, disk, all, none)"
+                        "unknown nemesis {other:?} (kill, pause, partition, disk, move, all, none)"
                     ));
                 }
             };
@@ -63,6 +74,7 @@ impl Kind {
             Kind::Pause => "pause",
             Kind::Partition => "partition",
             Kind::Disk => "disk",
+            Kind::Move => "move",
         }
     }
 }
@@ -156,6 +168,9 @@ pub enum Fault {
     Partition(Net),
     /// `kill -9` the target, damage its log of `partition`, restart it after the hold.
     Disk(Target, Disk, u32),
+    /// Reassign `partition` to every node but the target; after the hold (and once the
+    /// target's replica has left the group), back to every node.
+    Move(Target, u32),
 }
 
 impl Fault {
@@ -166,6 +181,7 @@ impl Fault {
             Fault::Pause(_) => Kind::Pause,
             Fault::Partition(_) => Kind::Partition,
             Fault::Disk(..) => Kind::Disk,
+            Fault::Move(..) => Kind::Move,
         }
     }
 }
@@ -189,6 +205,7 @@ impl fmt::Display for Fault {
                 duplicate * 100.0
             ),
             Fault::Disk(t, d, p) => write!(f, "kill -9 {t}, {d:?} in its partition {p}, restart"),
+            Fault::Move(t, p) => write!(f, "move partition {p}'s replica off {t}, then back"),
         }
     }
 }
@@ -255,6 +272,7 @@ pub fn schedule(
                 let d = *rng.pick(disks);
                 Fault::Disk(target, d, rng.below(u64::from(partitions)) as u32)
             }
+            Kind::Move => Fault::Move(target, rng.below(u64::from(partitions)) as u32),
         };
         out.push(Step { quiet, fault, hold });
     }
@@ -382,6 +400,16 @@ mod tests {
                 _ => {}
             }
         }
+        let moves = schedule(7, &[Kind::Move], &Disk::ALL, 3, 3, limit);
+        assert!(!moves.is_empty());
+        for s in &moves {
+            match s.fault {
+                Fault::Move(Target::Node(n), p) => assert!((1..=3).contains(&n) && p < 3),
+                Fault::Move(Target::LeaderOf(p), q) => assert!(p < 3 && q < 3),
+                f => panic!("not a move: {f:?}"),
+            }
+        }
+        assert_eq!(Kind::parse_list("move").expect("move"), vec![Kind::Move]);
         let only_kill = schedule(5, &[Kind::Kill], &Disk::ALL, 3, 3, limit);
         assert!(only_kill.iter().all(|s| s.fault.kind() == Kind::Kill));
         assert!(schedule(5, &[], &Disk::ALL, 3, 3, limit).is_empty());

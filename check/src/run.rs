@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::checker::{self, Verdict};
-use crate::cluster::{Cluster, ClusterError, ReplicaGauges, scrape};
+use crate::cluster::{Cluster, ClusterError, ReplicaGauges, TOPIC, scrape};
 use crate::history::{Event, HistoryError, NemesisPhase, WORKLOAD_END};
 use crate::nemesis::{self, Disk, Fault, Kind, Net, Step, Target};
 use crate::proxy::{Faults, Network};
@@ -270,6 +270,47 @@ async fn apply(
             net.heal();
             d
         }
+        Fault::Move(target, partition) => {
+            let n = resolve(cluster, target, nodes).await;
+            let others: Vec<u64> = all.iter().copied().filter(|m| *m != n).collect();
+            let d = format!("move partition {partition}'s replica off node {n} ({target})");
+            start(&d);
+            let client_target = workload::Target {
+                brokers: cluster.brokers(),
+                ca_cert: cluster.ca_cert.clone(),
+                partitions: partition + 1,
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let Some(client) = workload::connect(&client_target, deadline).await else {
+                rec.push(|t| info(t, "move", "no client connection: nothing moved".into()));
+                return d;
+            };
+            let moved_off = reassign(&client, partition, &others, rec).await;
+            tokio::time::sleep(step.hold).await;
+            if moved_off {
+                // Back only once the node's replica has left the group (its directory is
+                // deleted then), bounded: a replica still in the group keeps its data and
+                // simply stays, so moving back early is safe too, just not a rejoin.
+                let gone_by = Instant::now() + Duration::from_secs(30);
+                let node = &cluster.nodes[(n - 1) as usize];
+                while node.partition_dir(partition).exists() && Instant::now() < gone_by {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                if node.partition_dir(partition).exists() {
+                    let detail = format!(
+                        "node {n}'s replica of partition {partition} had not left after 30 s"
+                    );
+                    rec.push(|t| info(t, "move", detail));
+                }
+                let mut back = others.clone();
+                back.push(n);
+                reassign(&client, partition, &back, rec).await;
+            }
+            tokio::time::timeout(Duration::from_secs(3), client.close())
+                .await
+                .ok();
+            d
+        }
         Fault::Disk(target, disk, partition) => {
             let n = resolve(cluster, target, nodes).await;
             cluster.kill(n);
@@ -294,6 +335,33 @@ async fn apply(
         detail: d2,
     });
     detail
+}
+
+/// Sets `partition`'s replicas through the Admin API, retrying for a while (a broker that
+/// was just restarted may be fenced until its next heartbeat); whether it was recorded.
+async fn reassign(
+    client: &floe_client::Client,
+    partition: u32,
+    replicas: &[u64],
+    rec: &Recorder,
+) -> bool {
+    let admin = client.admin();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let call = admin.alter_partition_replicas(TOPIC, partition, replicas);
+        let result = tokio::time::timeout(Duration::from_secs(10), call).await;
+        let error = match result {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        if Instant::now() >= deadline {
+            let detail = format!("partition {partition} to {replicas:?} refused: {error}");
+            rec.push(|t| info(t, "move", detail));
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
@@ -608,7 +676,15 @@ pub async fn run(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
     for node in &cluster.nodes {
         for p in 0..cfg.partitions {
             let end = commit_ends[(node.id - 1) as usize][p as usize];
-            let prefix = read_prefix(&node.partition_dir(p), end);
+            let dir = node.partition_dir(p);
+            if !dir.exists() {
+                // Not a replica of it at the end (a move that was not undone): nothing to
+                // compare; the others' logs are still checked against each other.
+                let detail = format!("node {} holds no replica of partition {p}", node.id);
+                rec.push(|t| info(t, "replica", detail));
+                continue;
+            }
+            let prefix = read_prefix(&dir, end);
             rec.push(|_| Event::Replica {
                 node: node.id,
                 partition: p,

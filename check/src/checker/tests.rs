@@ -378,6 +378,41 @@ fn divergent_replicas_are_detected() {
     );
     assert!(verdict(h).valid);
 
+    // A replica whose log starts later (it joined through a move, or from a snapshot) is
+    // compared from its start: agreeing there is not divergent, differing there is.
+    let later = |term_of_2: u64| Event::Replica {
+        node: 2,
+        partition: 0,
+        committed_end: 3,
+        batches: digests(3, 0)
+            .into_iter()
+            .skip(1)
+            .map(|mut d| {
+                if d.base == 2 {
+                    d.term = term_of_2;
+                }
+                d
+            })
+            .collect(),
+        records: records(&[(1, "a"), (2, "b")]),
+        damage: None,
+    };
+    let is_node_2 = |e: &Event| {
+        matches!(
+            e,
+            Event::Replica {
+                node: 2,
+                partition: 0,
+                ..
+            }
+        )
+    };
+    assert!(verdict(replace(good(), is_node_2, later(1))).valid);
+    assert_eq!(
+        failing(&verdict(replace(good(), is_node_2, later(2)))),
+        vec![Check::Divergence]
+    );
+
     // Damage in a committed prefix, and a gap in one, are.
     let h = replace(
         good(),
