@@ -157,6 +157,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// What a run takes beyond its time limit (start-up, healing, the final read), allowed for
+/// when a soak fits its last run into the time that remains.
+const SOAK_RUN_OVERHEAD: Duration = Duration::from_secs(30);
+/// A soak's shortest run: less leaves too few faults to be worth a cluster start.
+const SOAK_SHORTEST_RUN: Duration = Duration::from_secs(60);
+
+/// The time limit of a soak's next run, or `None` when the soak is over. A soak fills its
+/// whole time limit: runs of `run_length`, the last one cut to what remains (a run takes
+/// some seconds more than its limit), none shorter than [`SOAK_SHORTEST_RUN`] except that
+/// the first run always happens.
+fn soak_run_limit(
+    total: Duration,
+    elapsed: Duration,
+    run_length: Duration,
+    first: bool,
+) -> Option<Duration> {
+    let remaining = total.saturating_sub(elapsed);
+    let limit = run_length.min(remaining.saturating_sub(SOAK_RUN_OVERHEAD));
+    if limit >= SOAK_SHORTEST_RUN {
+        Some(limit)
+    } else if first {
+        Some(
+            run_length
+                .max(SOAK_SHORTEST_RUN)
+                .min(total.max(SOAK_SHORTEST_RUN)),
+        )
+    } else {
+        None
+    }
+}
+
 fn run_cmd(args: RunArgs) -> Result<ExitCode, String> {
     let nemesis = Kind::parse_list(&args.nemesis)?;
     let disk_faults = Disk::parse_list(&args.disk_faults)?;
@@ -202,8 +233,17 @@ fn run_cmd(args: RunArgs) -> Result<ExitCode, String> {
         let mut runs = 0u64;
         let (mut ok_total, mut unknown_total, mut longest_gap) = (0usize, 0usize, 0f64);
         loop {
+            let time_limit = if args.soak {
+                match soak_run_limit(total, started.elapsed(), run_length, runs == 0) {
+                    Some(limit) => limit,
+                    None => break,
+                }
+            } else {
+                run_length
+            };
             let cfg = RunConfig {
                 seed: base.seed + runs,
+                time_limit,
                 ..base.clone()
             };
             let outcome = run::run(&cfg).await.map_err(|e| e.to_string())?;
@@ -217,8 +257,7 @@ fn run_cmd(args: RunArgs) -> Result<ExitCode, String> {
                 println!("run with seed {} is INVALID", cfg.seed);
                 return Ok(ExitCode::from(1));
             }
-            // Another run only if it fits (runs take about a minute more than their limit).
-            if !args.soak || started.elapsed() + run_length + Duration::from_secs(60) > total {
+            if !args.soak {
                 break;
             }
         }
@@ -237,6 +276,30 @@ fn run_cmd(args: RunArgs) -> Result<ExitCode, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_soak_fills_its_time_limit_with_a_shorter_last_run() {
+        let m = |x: u64| Duration::from_secs(60 * x);
+        let s = Duration::from_secs;
+        // 1 h of 10-minute runs that take 10 m 20 s each: five full runs, then the sixth
+        // is cut to fit (it used to be skipped, ending the "hour" at 52 minutes).
+        let mut elapsed = Duration::ZERO;
+        let mut limits = Vec::new();
+        while let Some(l) = soak_run_limit(m(60), elapsed, m(10), limits.is_empty()) {
+            limits.push(l);
+            elapsed += l + s(20);
+        }
+        assert_eq!(&limits[..5], &[m(10); 5]);
+        assert_eq!(limits.len(), 6);
+        assert!(limits[5] >= SOAK_SHORTEST_RUN && limits[5] < m(10));
+        assert!(elapsed >= m(59), "the soak covered {elapsed:?} of an hour");
+        // Less than a shortest run left: over. The first run always happens.
+        assert_eq!(soak_run_limit(m(60), m(59), m(10), false), None);
+        assert_eq!(
+            soak_run_limit(s(30), s(0), m(10), true),
+            Some(SOAK_SHORTEST_RUN)
+        );
+    }
 
     #[test]
     fn durations_parse() {
