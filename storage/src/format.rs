@@ -302,6 +302,48 @@ impl HardState {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Commit floor: two slots, overwritten in place by turns (FORMAT.md, "Commit floor").
+
+const CF_MAGIC: [u8; 4] = *b"FLCF";
+const CF_VERSION: u8 = 1;
+const CF_SEQ_AT: usize = 8;
+const CF_COMMIT_AT: usize = CF_SEQ_AT + 8;
+const CF_CRC_AT: usize = CF_COMMIT_AT + 8;
+/// Bytes of one slot.
+pub(crate) const COMMIT_SLOT_LEN: usize = CF_CRC_AT + 4;
+const _: () = assert!(COMMIT_SLOT_LEN == 28);
+/// Slot `i` starts at `i * COMMIT_SLOT_STRIDE`: each in its own 512-byte sector, so a write
+/// torn inside one slot never touches the other.
+pub(crate) const COMMIT_SLOT_STRIDE: usize = 512;
+/// The commit-floor file's length (two slots).
+pub(crate) const COMMIT_FILE_LEN: usize = 2 * COMMIT_SLOT_STRIDE;
+
+/// One slot: the sequence number (which slot is newest) and the commit.
+pub(crate) fn encode_commit_slot(seq: u64, commit: u64) -> [u8; COMMIT_SLOT_LEN] {
+    let mut out = [0u8; COMMIT_SLOT_LEN];
+    out[..4].copy_from_slice(&CF_MAGIC);
+    out[4] = CF_VERSION;
+    out[CF_SEQ_AT..CF_COMMIT_AT].copy_from_slice(&seq.to_le_bytes());
+    out[CF_COMMIT_AT..CF_CRC_AT].copy_from_slice(&commit.to_le_bytes());
+    let crc = crc32fast::hash(&out[..CF_CRC_AT]);
+    out[CF_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// (sequence number, commit) of a valid slot at the start of `buf`; `None` for a slot never
+/// written, torn or damaged.
+pub(crate) fn decode_commit_slot(buf: &[u8]) -> Option<(u64, u64)> {
+    let slot = buf.get(..COMMIT_SLOT_LEN)?;
+    if slot[..4] != CF_MAGIC || slot[4] != CF_VERSION || slot[5..8] != [0, 0, 0] {
+        return None;
+    }
+    if crc32fast::hash(&slot[..CF_CRC_AT]) != u32_at(slot, CF_CRC_AT) {
+        return None;
+    }
+    Some((u64_at(slot, CF_SEQ_AT), u64_at(slot, CF_COMMIT_AT)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -337,6 +337,25 @@ fn hard_state(env: Env) {
         hs.store(&s).unwrap();
         assert_eq!(hs.load().unwrap(), Some(s));
     }
+    // Commit-only changes go to the floor, in place; the load returns the larger commit, with
+    // the term and vote of the last full store.
+    let last = HardState {
+        term: 4,
+        vote: Some(4),
+        commit: 40,
+    };
+    for commit in [45, 46, 47] {
+        hs.store_commit(commit).unwrap();
+        assert_eq!(hs.load().unwrap(), Some(HardState { commit, ..last }));
+    }
+    // Another handle (a restart) reads the same and continues the slots' sequence.
+    let again = HardStateFile::new(env.dir.clone(), "hardstate");
+    assert_eq!(
+        again.load().unwrap(),
+        Some(HardState { commit: 47, ..last })
+    );
+    again.store_commit(48).unwrap();
+    assert_eq!(hs.load().unwrap(), Some(HardState { commit: 48, ..last }));
     assert!(!env.dir.list().unwrap().iter().any(|n| n.ends_with(".tmp")));
 }
 

@@ -395,6 +395,90 @@ fn hard_state_damage_and_failed_store() {
 }
 
 #[test]
+fn the_commit_floor_is_one_sync_in_place_and_survives_torn_writes_and_damage() {
+    let dir = FaultDir::new();
+    let hs = HardStateFile::new(dyn_dir(&dir), "hardstate");
+    let s1 = HardState {
+        term: 4,
+        vote: Some(2),
+        commit: 10,
+    };
+    hs.store(&s1).unwrap();
+    let main = dir.contents("hardstate").expect("hard-state file");
+    // The first floor creates its file (atomically); every later one is one in-place write
+    // and one sync (no new file, no rename, no directory sync).
+    hs.store_commit(20).unwrap();
+    for commit in [30, 40] {
+        let syncs = dir.sync_count();
+        hs.store_commit(commit).unwrap();
+        assert_eq!(dir.sync_count(), syncs + 1, "one sync per floor");
+    }
+    assert_eq!(
+        dir.contents("hardstate"),
+        Some(main),
+        "term and vote untouched"
+    );
+    assert!(!dir.list().unwrap().iter().any(|n| n.ends_with(".tmp")));
+    let with = |commit| Some(HardState { commit, ..s1 });
+    assert_eq!(hs.load().unwrap(), with(40));
+    // Power loss: what was synced survives.
+    let after = dir.crash(CrashMode::DropUnsynced);
+    assert_eq!(
+        HardStateFile::new(dyn_dir(&after), "hardstate")
+            .load()
+            .unwrap(),
+        with(40)
+    );
+
+    // A floor whose sync failed was never reported durable: a power loss may tear its write
+    // anywhere; the previous floor is then read (never an error, never the torn bytes).
+    dir.fail_syncs(true);
+    assert!(hs.store_commit(50).unwrap_err().is_fatal());
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..64 {
+        let torn = dir.crash(CrashMode::Torn { seed });
+        let got = HardStateFile::new(dyn_dir(&torn), "hardstate")
+            .load()
+            .unwrap();
+        assert!(got == with(40) || got == with(50), "seed {seed}: {got:?}");
+        seen.insert(got.map(|s| s.commit));
+    }
+    assert!(
+        seen.contains(&Some(40)),
+        "some seed tears the write: {seen:?}"
+    );
+
+    // Media damage in the newest slot falls back to the older floor, in both slots to the
+    // hard-state file's commit: lower commits, which only make recovery more careful.
+    let damaged = after.crash(CrashMode::DropUnsynced);
+    let hs2 = HardStateFile::new(dyn_dir(&damaged), "hardstate");
+    // Floors 20, 30, 40 had sequence numbers 1, 2, 3: 40 is in slot 1 (at 512), 30 in slot 0.
+    assert!(damaged.flip_bit("hardstate.commit", 512 + 17, 3));
+    assert_eq!(hs2.load().unwrap(), with(30));
+    // The next floor goes to the damaged slot, never over the newest valid one.
+    hs2.store_commit(60).unwrap();
+    assert_eq!(hs2.load().unwrap(), with(60));
+    let again = damaged.crash(CrashMode::DropUnsynced);
+    assert!(again.flip_bit("hardstate.commit", 512 + 17, 3));
+    assert!(again.flip_bit("hardstate.commit", 17, 3));
+    let hs3 = HardStateFile::new(dyn_dir(&again), "hardstate");
+    assert_eq!(hs3.load().unwrap(), with(10));
+    // A floor file with no valid slot is replaced whole.
+    hs3.store_commit(70).unwrap();
+    assert_eq!(hs3.load().unwrap(), with(70));
+    // A full store keeps the larger commit of the two files.
+    hs3.store(&HardState { term: 5, ..s1 }).unwrap();
+    assert_eq!(
+        hs3.load().unwrap(),
+        Some(HardState {
+            term: 5,
+            vote: Some(2),
+            commit: 70
+        })
+    );
+}
+
+#[test]
 fn writer_group_commits_from_many_threads() {
     let cfg = LogConfig {
         segment_bytes: 1 << 20,

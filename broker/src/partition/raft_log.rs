@@ -9,7 +9,8 @@
 //!   it to the same bytes), decoded back on read.
 //! - Term at an offset comes from [`floe_storage::Log::batch_header_at`], truncation from
 //!   `truncate_suffix`, the log start from `log_start`.
-//! - The Raft hard state lives in `raft.hardstate` ([`HardStateFile`]); the damage mark, which
+//! - The Raft hard state lives in `raft.hardstate` ([`HardStateFile`]; a change of the commit
+//!   alone goes to its in-place commit floor `raft.hardstate.commit`); the damage mark, which
 //!   that file has no field for, in the sidecar `raft.damaged`; the snapshot at the log start
 //!   (term, membership, state bytes) in the sidecar `raft.snapshot`.
 //!
@@ -138,6 +139,9 @@ pub struct RaftLog {
     /// Configuration entries held (offset order): the index `config_entries` answers from.
     configs: Vec<(Offset, Membership)>,
     damaged: Option<(Term, Offset)>,
+    /// (term, vote) as last written to the hard-state file: a change of the commit alone
+    /// goes to its commit floor instead (one in-place write and one fdatasync).
+    stored_vote: (u64, Option<u64>),
     /// The lowest offset of damage found while reading (recovery does not scan everything:
     /// sealed segments are trusted by their index until read).
     found_damage: Option<u64>,
@@ -195,6 +199,7 @@ impl RaftLog {
             damaged,
             found_damage: None,
             now_ms,
+            stored_vote: (stored.term, stored.vote),
         };
         // Finish a compaction or snapshot install that a crash interrupted.
         if me.snapshot.meta.end.0 > me.log.log_start() {
@@ -232,17 +237,26 @@ impl RaftLog {
         Ok(Offset(self.log.sync()?))
     }
 
-    /// Writes the Raft hard state atomically and durably.
+    /// Writes the Raft hard state durably: a new term or vote atomically (the whole file is
+    /// replaced), a change of the commit end alone in place, to the commit floor
+    /// ([`HardStateFile::store_commit`]): it moves with every replicated batch, and one
+    /// fdatasync is a fraction of a new file, a rename and a directory fsync.
     pub fn store_hard_state(&mut self, hs: &HardState) -> Result<(), RaftLogError> {
         if hs.damaged != self.damaged {
             sidecar::store(&self.dir, DAMAGED_FILE, &encode_damaged(hs.damaged))?;
             self.damaged = hs.damaged;
         }
-        self.hard_state.store(&floe_storage::HardState {
-            term: hs.term.0,
-            vote: hs.vote.map(|v| v.0),
-            commit: hs.commit_end.0,
-        })?;
+        let vote = (hs.term.0, hs.vote.map(|v| v.0));
+        if vote == self.stored_vote {
+            self.hard_state.store_commit(hs.commit_end.0)?;
+        } else {
+            self.hard_state.store(&floe_storage::HardState {
+                term: vote.0,
+                vote: vote.1,
+                commit: hs.commit_end.0,
+            })?;
+            self.stored_vote = vote;
+        }
         Ok(())
     }
 

@@ -469,3 +469,64 @@ fn install_snapshot_after_compaction_and_over_a_conflicting_log() {
         );
     }
 }
+
+#[test]
+fn a_commit_only_change_is_one_sync_in_place_and_survives_a_power_loss() {
+    let fault = FaultDir::new();
+    let hs = HardState {
+        term: Term(2),
+        vote: Some(NodeId(3)),
+        commit_end: Offset(5),
+        damaged: None,
+    };
+    {
+        let Opened { mut log, .. } = open(Arc::new(fault.clone()));
+        fill(&mut log);
+        log.sync().expect("sync");
+        log.store_hard_state(&hs).expect("hard state");
+        let main = fault
+            .contents(super::HARD_STATE_FILE)
+            .expect("hard-state file");
+        // The first commit-only change creates the floor file; later ones overwrite it.
+        let commit = |c| HardState {
+            commit_end: Offset(c),
+            ..hs
+        };
+        log.store_hard_state(&commit(6)).expect("commit");
+        let syncs = fault.sync_count();
+        log.store_hard_state(&commit(7)).expect("commit");
+        assert_eq!(
+            fault.sync_count(),
+            syncs + 1,
+            "one fdatasync: no new file, rename or directory fsync"
+        );
+        assert_eq!(
+            fault.contents(super::HARD_STATE_FILE),
+            Some(main),
+            "term and vote are not rewritten"
+        );
+    }
+    let after = fault.crash(CrashMode::DropUnsynced);
+    let Opened {
+        mut log,
+        hard_state,
+        ..
+    } = open(Arc::new(after.clone()));
+    assert_eq!(
+        hard_state,
+        HardState {
+            commit_end: Offset(7),
+            ..hs
+        }
+    );
+    // A new term rewrites the hard-state file, keeping the commit.
+    let next = HardState {
+        term: Term(3),
+        vote: None,
+        commit_end: Offset(7),
+        damaged: None,
+    };
+    log.store_hard_state(&next).expect("new term");
+    let Opened { hard_state, .. } = open(Arc::new(after.crash(CrashMode::KeepAll)));
+    assert_eq!(hard_state, next);
+}
