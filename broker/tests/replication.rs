@@ -12,6 +12,7 @@ use floe_broker::partition::{
 };
 use floe_protocol::ErrorCode;
 use floe_protocol::batch::{BatchBuilder, BatchLimits, BatchView, CompressionCodec};
+use floe_raft::message::Body;
 use floe_raft::rng::SplitMix64;
 use floe_raft::{Config, Membership, Message, NodeId};
 use floe_storage::LogConfig;
@@ -69,6 +70,9 @@ struct Cluster {
     flip_rate: f64,
     /// Replicas restarted with a scrub after they met damage.
     restarts_on_damage: u64,
+    /// Like the broker's owner threads: each round first sends what the core releases before
+    /// persistence (`Replica::release_messages`), then persists.
+    early_send: bool,
 }
 
 fn members() -> Membership {
@@ -97,6 +101,7 @@ impl Cluster {
             dup_rate: 0.0,
             flip_rate: 0.0,
             restarts_on_damage: 0,
+            early_send: false,
         };
         for (i, disk) in disks.into_iter().enumerate() {
             let id = i as u64 + 1;
@@ -252,6 +257,12 @@ impl Cluster {
                 let Some(r) = self.nodes[(id - 1) as usize].replica.as_mut() else {
                     continue;
                 };
+                if self.early_send {
+                    r.release_messages();
+                    while let Some(m) = r.poll_message() {
+                        batch.push(m);
+                    }
+                }
                 let result = r.process();
                 if result.is_err() {
                     self.on_result(id, result);
@@ -647,6 +658,74 @@ fn a_follower_that_was_down_catches_up() {
     assert!(c.replica(follower).log_end() < c.replica(leader).log_end());
     c.converge();
     c.check_acknowledged(&produced);
+}
+
+#[test]
+fn appends_sent_before_the_leaders_fsync_lose_nothing_acknowledged() {
+    for seed in [71, 72, 73, 74] {
+        let disks = (0..3).map(|_| Disk::Fault(FaultDir::new())).collect();
+        let mut c = Cluster::new(seed, disks);
+        c.early_send = true;
+        c.drop_rate = 0.05;
+        c.dup_rate = 0.05;
+        let mut produced = BTreeMap::new();
+        produce_many(&mut c, "before", 12, &mut produced);
+        // Batches the followers receive before the leader's own fsync, and a leader that
+        // dies (power loss) before that fsync: nothing of them was acknowledged, and what
+        // was acknowledged before survives on the followers.
+        c.drop_rate = 0.0;
+        c.dup_rate = 0.0;
+        c.converge();
+        let old = c.elect();
+        let mut early = Vec::new();
+        for i in 0..3 {
+            c.next_token += 1;
+            let token = c.next_token;
+            let value = format!("early-{i}");
+            c.replica(old)
+                .produce(token, batch_of(&[&value]), Acks::All)
+                .expect("accepted");
+            produced.insert(token, value);
+            early.push(token);
+        }
+        let r = c.replica(old);
+        assert!(
+            r.raft().durable_end().0 < r.log_end(),
+            "seed {seed}: not yet durable on the leader"
+        );
+        r.release_messages();
+        let sent: Vec<Message> = std::iter::from_fn(|| r.poll_message()).collect();
+        assert!(
+            sent.iter()
+                .filter(|m| matches!(m.body, Body::Append(_)))
+                .count()
+                >= 2,
+            "seed {seed}: appends to both followers go out before the leader's fsync: {sent:?}"
+        );
+        for m in sent {
+            c.deliver(m);
+        }
+        let mode = if seed % 2 == 0 {
+            CrashMode::DropUnsynced
+        } else {
+            CrashMode::Torn { seed }
+        };
+        c.kill_with(old, mode);
+        assert!(
+            early.iter().all(|t| !c.acks.contains_key(t)),
+            "seed {seed}: nothing is answered before the leader's fsync"
+        );
+        c.drop_rate = 0.05;
+        c.dup_rate = 0.05;
+        let new = c.elect();
+        assert_ne!(new, old, "seed {seed}");
+        produce_many(&mut c, "after", 12, &mut produced);
+        c.start(old);
+        c.drop_rate = 0.0;
+        c.dup_rate = 0.0;
+        c.converge();
+        c.check_acknowledged(&produced);
+    }
 }
 
 #[test]

@@ -420,6 +420,13 @@ fn status_of(r: &Replica, failed: bool, departed: bool) -> PartitionStatus {
 }
 
 impl Worker {
+    fn send_messages(&mut self) {
+        while let Some(m) = self.replica.poll_message() {
+            // A full or unknown peer drops the message; Raft retransmits.
+            let _ = self.transport.send(self.group_id, m);
+        }
+    }
+
     fn run(mut self, rx: Receiver<Cmd>, options: WorkerOptions) {
         let tick = options.tick;
         let scrub_budget = options.scrub_budget();
@@ -749,9 +756,13 @@ impl Worker {
         }
     }
 
-    /// Persist, send, answer, publish.
+    /// Send what needs no fsync, persist, send the rest, answer, publish.
     fn round(&mut self) {
         if !self.failed {
+            // Appends to followers go out before this round's fsync, so their disks work
+            // while ours does (what depends on our fsync stays held in the core).
+            self.replica.release_messages();
+            self.send_messages();
             let started = Instant::now();
             let r = self.replica.process();
             let persisted = (self.replica.log_end(), self.replica.term().0);
@@ -763,10 +774,7 @@ impl Worker {
             self.persisted = persisted;
             self.check(r);
         }
-        while let Some(m) = self.replica.poll_message() {
-            // A full or unknown peer drops the message; Raft retransmits.
-            let _ = self.transport.send(self.group_id, m);
-        }
+        self.send_messages();
         while let Some(ack) = self.replica.poll_ack() {
             if let Some(reply) = self.waiting.remove(&ack.token) {
                 let _ = reply.send(ack.result);

@@ -702,6 +702,21 @@ impl Replica {
 
     // ----- outputs -----
 
+    /// Moves the messages the core may send before this round's persistence into the outbox
+    /// (appends and heartbeats to followers; whatever depends on durable state — votes,
+    /// append acknowledgements — stays held inside the core until [`Replica::process`] has
+    /// made it durable). A driver that sends these before calling `process` lets followers
+    /// write and fsync a batch while the leader's own fsync of it runs, instead of after it;
+    /// the leader still counts itself toward the commit only once its fsync is done.
+    pub fn release_messages(&mut self) {
+        if self.stopped {
+            return;
+        }
+        while let Some(msg) = self.raft.poll_message() {
+            self.outbox.push_back(msg);
+        }
+    }
+
     /// The next message to send to a peer replica.
     pub fn poll_message(&mut self) -> Option<Message> {
         self.outbox.pop_front()
