@@ -7,6 +7,7 @@
 //! - `tick node=N [count=K]`: K ticks on N
 //! - `log node=N term=T` with input `1 1 4x2 ...`: replace N's log (entry terms; `x` = records)
 //! - `campaign node=N`: tick N until it campaigns
+//! - `campaign-now node=N`: `Raft::campaign_now` on N (no ticks)
 //! - `deliver [count=K]`: deliver the first K queued messages (default: until quiet)
 //! - `propose node=N [records=R]`, `isolate node=N`, `heal`, `crash node=N`, `restart node=N`
 //! - `transfer node=N to=M`, `change node=N (add-learner|promote|remove)=M`, `add-node node=N`
@@ -159,6 +160,11 @@ impl Harness {
                     }
                     r.handle_tick().expect("tick");
                 }
+                self.collect();
+            }
+            "campaign-now" => {
+                let id = node_arg(tc);
+                self.raft(id).campaign_now().expect("campaign now");
                 self.collect();
             }
             "deliver" => self.deliver(arg(tc, "count"), &mut out),

@@ -160,7 +160,13 @@ pub struct NodeConfig {
     pub topics: Vec<TopicSpec>,
     /// Raft tick interval.
     pub tick: Duration,
-    /// Raft election timeout in ticks.
+    /// Raft election timeout in ticks (each timeout is drawn from this to twice this). A
+    /// follower campaigns, and a leader steps down (check quorum), after this long without
+    /// hearing from its leader or a quorum, so it must exceed a healthy node's worst stall
+    /// (an fsync on a busy disk, a starved owner thread, a peer lane busy with a large
+    /// append): at 100 ms a loaded 2-core machine changed leaders several times a second
+    /// under produce load; 1 s (etcd's default) ended those runs in the first term. A
+    /// group's preferred leader campaigns at once when it opens, so start-up stays fast.
     pub election_ticks: u32,
     /// Partition (and controller) log settings.
     pub log: LogConfig,
@@ -182,7 +188,7 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// A configuration with defaults: 10 ms ticks, 10-tick elections, default log settings,
+    /// A configuration with defaults: 10 ms ticks, 100-tick (1 s) elections, default log settings,
     /// every broker a voter, heartbeats every 2 s, brokers fenced after 10 s of silence, a
     /// controller snapshot every 1024 offsets, a background scrub of 4 MiB/s per partition.
     pub fn new(node_id: u64, data_dir: PathBuf, brokers: Vec<BrokerSpec>) -> Self {
@@ -194,7 +200,7 @@ impl NodeConfig {
             voters: Vec::new(),
             topics: Vec::new(),
             tick: Duration::from_millis(10),
-            election_ticks: 10,
+            election_ticks: 100,
             log: LogConfig::default(),
             max_connections_per_ip: floe_net::DEFAULT_MAX_CONNECTIONS_PER_IP,
             heartbeat: Duration::from_secs(2),
@@ -514,6 +520,8 @@ struct Placed {
     replicas: Vec<u64>,
     /// Reassignments since creation (0: `replicas` founded the group).
     moves: u64,
+    /// The controller's preferred leader: it campaigns as soon as it opens the group.
+    preferred_leader: u64,
 }
 
 impl OpenCtx {
@@ -562,6 +570,10 @@ impl OpenCtx {
             tick: self.tick,
             queue: 8192,
             scrub_bytes_per_sec: self.scrub_bytes_per_sec,
+            // Elect the preferred leader at once rather than after a whole (long) election
+            // timeout; the others wait theirs out. Harmless where a leader already exists
+            // (its followers refuse the pre-vote), as after a restart.
+            campaign_at_start: p.preferred_leader == self.me,
         };
         let label = worker::PartitionLabel {
             topic: p.topic.clone(),
@@ -615,6 +627,7 @@ fn placed_on(state: &ControllerState, me: u64) -> BTreeMap<u64, Placed> {
                         partition: p,
                         replicas: pa.replicas.iter().map(|r| r.0).collect(),
                         moves: pa.moves,
+                        preferred_leader: pa.preferred_leader.0,
                     },
                 );
             }
@@ -748,6 +761,7 @@ fn partitions_of(state: &ControllerState) -> HashMap<u64, Placed> {
                     partition: p,
                     replicas: pa.replicas.iter().map(|r| r.0).collect(),
                     moves: pa.moves,
+                    preferred_leader: pa.preferred_leader.0,
                 },
             );
         }
@@ -925,8 +939,15 @@ impl Node {
             raft.seed = me.wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let cfg = ReplicaConfig::new(raft, config.log.clone());
             let members = Membership::new(voters.iter().map(|v| NodeId(*v)), []);
+            // The lowest voter campaigns at once (see `OpenCtx::open`); the others wait out
+            // an election timeout, so a cluster that starts together elects without a race.
+            let first = voters.iter().min() == Some(&me);
             let replica = tokio::task::spawn_blocking(move || {
-                Replica::open(Arc::new(dir), cfg, members, now_ms())
+                let mut r = Replica::open(Arc::new(dir), cfg, members, now_ms())?;
+                if first {
+                    r.campaign_now()?;
+                }
+                Ok(r)
             })
             .await
             .map_err(|e| NodeError::Thread(std::io::Error::other(e.to_string())))?

@@ -112,6 +112,9 @@ pub(crate) struct WorkerOptions {
     pub(crate) queue: usize,
     /// The background scrub's rate over the sealed segments (0: off).
     pub(crate) scrub_bytes_per_sec: u64,
+    /// Campaign as soon as the owner starts (the partition's preferred leader), instead of
+    /// after an election timeout (see `NodeConfig::election_ticks`).
+    pub(crate) campaign_at_start: bool,
 }
 
 impl WorkerOptions {
@@ -430,6 +433,11 @@ impl Worker {
     fn run(mut self, rx: Receiver<Cmd>, options: WorkerOptions) {
         let tick = options.tick;
         let scrub_budget = options.scrub_budget();
+        if options.campaign_at_start {
+            let r = self.replica.campaign_now();
+            self.check(r);
+            self.round();
+        }
         let mut next_tick = Instant::now() + tick;
         'outer: loop {
             let wait = next_tick.saturating_duration_since(Instant::now());

@@ -384,6 +384,14 @@ impl Replica {
         self.after(r.map_err(ReplicaError::from))
     }
 
+    /// Campaigns at once if this replica may lead and knows no leader (see
+    /// [`Raft::campaign_now`]); the node does it for a partition's preferred leader at open.
+    pub fn campaign_now(&mut self) -> Result<(), ReplicaError> {
+        self.check_running()?;
+        let r = self.raft.campaign_now();
+        self.after(r.map_err(ReplicaError::from))
+    }
+
     /// Hands leadership to voter `to` (Raft's transfer: the leader brings `to` up to date,
     /// then tells it to campaign at once). Proposals are refused
     /// ([`ProduceError::LeaderNotAvailable`]) until it completes or is abandoned after one
