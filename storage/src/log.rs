@@ -865,20 +865,32 @@ impl Log {
     /// changing anything. A replicated log discards through its consensus layer instead (the
     /// broker gives this point to Raft's compaction, which then calls `truncate_prefix`).
     pub fn retention_point(&self, now_ms: u64, max_offset: u64) -> Option<u64> {
+        self.retention_point_with(
+            self.config.retention_bytes,
+            self.config.retention_ms,
+            now_ms,
+            max_offset,
+        )
+    }
+
+    /// [`Log::retention_point`] under the given limits instead of the log's own (`None`:
+    /// no limit): retention is a per-topic setting that may change while the log is open,
+    /// and it never affects how the log is written, so the owner passes the current limits.
+    pub fn retention_point_with(
+        &self,
+        retention_bytes: Option<u64>,
+        retention_ms: Option<u64>,
+        now_ms: u64,
+        max_offset: u64,
+    ) -> Option<u64> {
         let mut total = self.size_bytes();
         let mut new_start = None;
         for seg in &self.segments {
             if !seg.sealed || seg.next_offset > max_offset {
                 break;
             }
-            let by_size = self
-                .config
-                .retention_bytes
-                .is_some_and(|r| total.saturating_sub(seg.data_len) >= r);
-            let by_age = self
-                .config
-                .retention_ms
-                .is_some_and(|r| seg.max_timestamp < now_ms as i64 - r as i64);
+            let by_size = retention_bytes.is_some_and(|r| total.saturating_sub(seg.data_len) >= r);
+            let by_age = retention_ms.is_some_and(|r| seg.max_timestamp < now_ms as i64 - r as i64);
             if !(by_size || by_age) {
                 break;
             }

@@ -22,9 +22,10 @@
 //! | retention by size, per partition | `--retention-bytes` | `FLOE_RETENTION_BYTES` | `retention-bytes` | none (keep all) |
 //! | retention by age | `--retention-ms` | `FLOE_RETENTION_MS` | `retention-ms` | none (keep all) |
 //!
-//! The log settings apply to every partition the node hosts (per-topic settings come with the
-//! controller). Retention discards whole sealed segments, on every replica, only below the
-//! high watermark.
+//! The log settings apply to every partition the node hosts; a topic's own `retention.bytes`
+//! / `retention.ms` (set at creation, e.g. `floe topic create --config retention.bytes=N`)
+//! take precedence over the retention defaults here. Retention discards whole sealed
+//! segments, on every replica, only below the high watermark.
 //!
 //! `--voters` is `ID@HOST:PORT,...` (peer addresses of the controller voters); in the file it
 //! may also be an array of `"ID@HOST:PORT"` strings.

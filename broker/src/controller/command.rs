@@ -20,6 +20,7 @@
 //! | 7   | `AllocateProducerIds`| broker, count:u32                                          |
 //! | 8   | `ReassignPartition`  | topic, partition:u32, from, to                             |
 //! | 9   | `AlterPartitionReplicas` | topic, partition:u32, replicas: Vec<u64>               |
+//! | 10  | `BumpProducerEpoch`  | producer_id:u64, epoch:u16                                 |
 
 use bytes::Bytes;
 use floe_protocol::wire::{DecodeError, Reader, Wire};
@@ -116,6 +117,14 @@ pub enum Command {
         /// The target replicas: distinct, registered and unfenced brokers,
         /// 1 ..= [`super::MAX_REPLICATION_FACTOR`] of them.
         replicas: Vec<NodeId>,
+    },
+    /// A producer re-initialises an id it holds (after a restart): its epoch goes up by one
+    /// if `epoch` is the current one; an older epoch is fenced.
+    BumpProducerEpoch {
+        /// The producer id (handed out before).
+        producer_id: u64,
+        /// The epoch the producer holds.
+        epoch: u16,
     },
 }
 
@@ -253,6 +262,10 @@ impl Command {
                     put_node(&mut out, *r);
                 }
             }
+            Command::BumpProducerEpoch { producer_id, epoch } => {
+                put(&mut out, producer_id);
+                put(&mut out, epoch);
+            }
         }
         Bytes::from(out)
     }
@@ -268,6 +281,7 @@ impl Command {
             Command::AllocateProducerIds { .. } => 7,
             Command::ReassignPartition { .. } => 8,
             Command::AlterPartitionReplicas { .. } => 9,
+            Command::BumpProducerEpoch { .. } => 10,
         }
     }
 
@@ -326,6 +340,10 @@ impl Command {
                 topic: String::decode(r)?,
                 partition: u32::decode(r)?,
                 replicas: nodes(r)?,
+            },
+            10 => Command::BumpProducerEpoch {
+                producer_id: u64::decode(r)?,
+                epoch: u16::decode(r)?,
             },
             t => return Err(CommandDecodeError::UnknownTag(t)),
         };

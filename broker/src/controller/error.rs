@@ -32,6 +32,11 @@ pub enum Applied {
     ProducerIdsAllocated(ProducerIdBlock),
     /// The replica moved.
     PartitionReassigned,
+    /// The producer id's epoch is now this.
+    ProducerEpochBumped {
+        /// The new epoch.
+        epoch: u16,
+    },
 }
 
 /// Why a command did not apply (the state is unchanged). Every replica computes the same one.
@@ -142,6 +147,29 @@ pub enum ControllerError {
     /// The producer-id space is used up.
     #[error("producer ids exhausted")]
     ProducerIdsExhausted,
+    /// The producer id was never handed out.
+    #[error("unknown producer id {producer_id}")]
+    UnknownProducerId {
+        /// The id.
+        producer_id: u64,
+    },
+    /// The epoch given is not the producer id's current one: another instance re-initialised
+    /// the id since (or the caller invented an epoch).
+    #[error("producer {producer_id} fenced: epoch {given}, current {current}")]
+    ProducerFenced {
+        /// The id.
+        producer_id: u64,
+        /// Its current epoch.
+        current: u16,
+        /// The epoch in the command.
+        given: u16,
+    },
+    /// The id's epoch reached the largest the protocol carries: the producer takes a new id.
+    #[error("producer {producer_id} used up its epochs")]
+    ProducerEpochExhausted {
+        /// The id.
+        producer_id: u64,
+    },
 }
 
 impl ControllerError {
@@ -169,7 +197,10 @@ impl ControllerError {
             | ControllerError::AlreadyAReplica { .. }
             | ControllerError::DuplicateReplica { .. }
             | ControllerError::InvalidProducerIdCount { .. } => ErrorCode::InvalidRequest,
-            ControllerError::ProducerIdsExhausted => ErrorCode::UnknownServerError,
+            ControllerError::ProducerIdsExhausted
+            | ControllerError::ProducerEpochExhausted { .. } => ErrorCode::UnknownServerError,
+            ControllerError::UnknownProducerId { .. } => ErrorCode::UnknownProducerId,
+            ControllerError::ProducerFenced { .. } => ErrorCode::ProducerFenced,
         }
     }
 }

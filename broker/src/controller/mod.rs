@@ -66,7 +66,8 @@ pub use placement::BrokerLoad;
 pub use snapshot::SnapshotError;
 pub use state::{
     ControllerState, MAX_ADDR_LEN, MAX_BROKERS, MAX_PARTITIONS_PER_TOPIC, MAX_PARTITIONS_TOTAL,
-    MAX_PRODUCER_ID_BLOCK, MAX_REPLICATION_FACTOR, MAX_TOPIC_NAME_LEN, MAX_TOPICS,
+    MAX_PRODUCER_EPOCH, MAX_PRODUCER_ID_BLOCK, MAX_REPLICATION_FACTOR, MAX_TOPIC_NAME_LEN,
+    MAX_TOPICS,
 };
 pub use types::{
     BrokerRecord, HeartbeatStamp, PartitionAssignment, ProducerIdBlock, Reassignment, TopicId,

@@ -1,18 +1,22 @@
 //! The snapshot format of [`ControllerState`].
 //!
 //! ```text
-//! snapshot = magic "FLCS" | format:u16 (= 2; 1 is read too) | body | crc32:u32 (of everything before it)
+//! snapshot = magic "FLCS" | format:u16 (= 3; 1 and 2 are read too) | body | crc32:u32 (of everything before it)
 //! body     = version:u64 | next_topic_id:u64 | next_producer_id:u64
 //!          | brokers: Vec<broker> | topics: Vec<topic> | producer_blocks: Vec<block>
+//!          | producer_epochs: Vec<epoch>                       (format 3 only)
 //! broker   = id:u64 | client_addr | peer_addr | rack: Option<String> | epoch:u64
 //!          | fenced:bool | heartbeat_term:u64 | heartbeat_tick:u64
 //! topic    = name | id:u64 | replication_factor:u16 | config | partitions: Vec<partition>
 //! config   = retention_bytes: Option<u64> | retention_ms: Option<u64>
 //!          | fsync:u8 (0 always, 1 interval, 2 never) | fsync_ms:u64 | segment_bytes:u64
 //!          | max_batch_bytes:u32
-//! partition= replicas: Vec<u64> | preferred_leader:u64 | moves:u64 (format 2; 0 in format 1)
+//! partition= replicas: Vec<u64> | preferred_leader:u64 | moves:u64 (formats 2, 3; 0 in format 1)
 //! block    = broker:u64 | first:u64 | count:u32
+//! epoch    = producer_id:u64 | epoch:u16
 //! ```
+//!
+//! Formats 1 and 2 (no producer epochs) are still read: every id is then at epoch 0.
 //!
 //! Encodings are floe-protocol's [`Wire`] ones (little-endian). Brokers are sorted by id,
 //! topics by name, blocks by broker, each strictly; decoding checks that, that replicas are
@@ -28,7 +32,7 @@ use floe_storage::FsyncPolicy;
 use thiserror::Error;
 
 use super::config::TopicConfig;
-use super::state::ControllerState;
+use super::state::{ControllerState, MAX_PRODUCER_EPOCH};
 use super::types::{
     BrokerRecord, HeartbeatStamp, PartitionAssignment, ProducerIdBlock, TopicId, TopicRecord,
 };
@@ -36,7 +40,7 @@ use super::types::{
 /// First bytes of a controller snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"FLCS";
 /// The format version written.
-pub const SNAPSHOT_FORMAT: u16 = 2;
+pub const SNAPSHOT_FORMAT: u16 = 3;
 /// The older format still read (no per-partition move count: every partition reads as
 /// never moved, which format 1's code never did).
 const SNAPSHOT_FORMAT_V1: u16 = 1;
@@ -120,6 +124,11 @@ pub(super) fn encode(s: &ControllerState) -> Bytes {
         put(&mut out, &b.first);
         put(&mut out, &b.count);
     }
+    put(&mut out, &(s.producer_epochs.len() as u32));
+    for (id, epoch) in &s.producer_epochs {
+        put(&mut out, id);
+        put(&mut out, epoch);
+    }
     let crc = crc32fast::hash(&out);
     put(&mut out, &crc);
     Bytes::from(out)
@@ -153,7 +162,7 @@ pub(super) fn decode(data: &Bytes) -> Result<ControllerState, SnapshotError> {
         return Err(SnapshotError::BadMagic);
     }
     let format = u16::from_le_bytes([data[4], data[5]]);
-    if format != SNAPSHOT_FORMAT && format != SNAPSHOT_FORMAT_V1 {
+    if !(SNAPSHOT_FORMAT_V1..=SNAPSHOT_FORMAT).contains(&format) {
         return Err(SnapshotError::UnsupportedFormat(format));
     }
     let body_end = len - TRAILER_LEN;
@@ -215,6 +224,23 @@ fn decode_body(r: &mut Reader<'_>, format: u16) -> Result<ControllerState, Snaps
         blocks.insert(block.broker, block);
     }
     s.producer_blocks = blocks;
+    if format >= 3 {
+        let n = r.count(10)?;
+        for _ in 0..n {
+            let id = u64::decode(r)?;
+            let epoch = u16::decode(r)?;
+            if s.producer_epochs
+                .last_key_value()
+                .is_some_and(|(k, _)| *k >= id)
+            {
+                return Err(inconsistent("producer epochs not sorted"));
+            }
+            if id >= s.next_producer_id || !(1..=MAX_PRODUCER_EPOCH).contains(&epoch) {
+                return Err(inconsistent("producer epoch"));
+            }
+            s.producer_epochs.insert(id, epoch);
+        }
+    }
     Ok(s)
 }
 

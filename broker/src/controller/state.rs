@@ -28,6 +28,8 @@ pub const MAX_REPLICATION_FACTOR: u16 = 16;
 pub const MAX_PRODUCER_ID_BLOCK: u32 = 1_000_000;
 /// Longest topic name.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
+/// The largest producer epoch (the protocol's epoch is an `i16`).
+pub const MAX_PRODUCER_EPOCH: u16 = i16::MAX as u16;
 /// Longest address or rack string.
 pub const MAX_ADDR_LEN: usize = 255;
 
@@ -44,6 +46,9 @@ pub struct ControllerState {
     pub(super) brokers: BTreeMap<NodeId, BrokerRecord>,
     pub(super) topics: BTreeMap<String, TopicRecord>,
     pub(super) producer_blocks: BTreeMap<NodeId, ProducerIdBlock>,
+    /// Epochs above 0 of producer ids that were re-initialised (an id handed out and not
+    /// here is at epoch 0).
+    pub(super) producer_epochs: BTreeMap<u64, u16>,
 }
 
 fn valid_topic_name(name: &str) -> bool {
@@ -126,6 +131,12 @@ impl ControllerState {
         self.next_producer_id
     }
 
+    /// The current epoch of `producer_id` (`None`: never handed out).
+    pub fn producer_epoch(&self, producer_id: u64) -> Option<u16> {
+        (producer_id < self.next_producer_id)
+            .then(|| self.producer_epochs.get(&producer_id).copied().unwrap_or(0))
+    }
+
     /// Replica and preferred-leader counts of the unfenced brokers.
     pub fn broker_loads(&self) -> BTreeMap<NodeId, BrokerLoad> {
         placement::loads(&self.live_brokers(), self.topics.values())
@@ -201,9 +212,34 @@ impl ControllerState {
                 partition,
                 replicas,
             } => self.alter_replicas(topic, *partition, replicas)?,
+            Command::BumpProducerEpoch { producer_id, epoch } => {
+                self.bump_producer_epoch(*producer_id, *epoch)?
+            }
         };
         self.version += 1;
         Ok(applied)
+    }
+
+    fn bump_producer_epoch(
+        &mut self,
+        producer_id: u64,
+        given: u16,
+    ) -> Result<Applied, ControllerError> {
+        let current = self
+            .producer_epoch(producer_id)
+            .ok_or(ControllerError::UnknownProducerId { producer_id })?;
+        if given != current {
+            return Err(ControllerError::ProducerFenced {
+                producer_id,
+                current,
+                given,
+            });
+        }
+        if current >= MAX_PRODUCER_EPOCH {
+            return Err(ControllerError::ProducerEpochExhausted { producer_id });
+        }
+        self.producer_epochs.insert(producer_id, current + 1);
+        Ok(Applied::ProducerEpochBumped { epoch: current + 1 })
     }
 
     fn register(

@@ -13,6 +13,13 @@
 //!   snapshot (`raft.snapshot`): restart = snapshot + replay of the tail; a voter behind the new
 //!   log start gets the snapshot through Raft's InstallSnapshot, and the owner restores from it
 //!   when it sees its log start move past what it applied.
+//! - **Liveness is leader-local.** A heartbeat from a registered, unfenced broker at its
+//!   current epoch is answered by the leader from memory (the time it was heard), not written
+//!   to the log: an idle cluster's controller log does not grow, and snapshots do not churn.
+//!   Only what changes the metadata is replicated: registration, the heartbeat that unfences a
+//!   fenced broker, and the leader's fencing decisions. A new leader knows nobody's last
+//!   heartbeat, so it counts everyone as heard when it took over and fences after the session
+//!   timeout as before.
 //! - **The link** ([`ControllerLink`]) is how the rest of the node reaches the controller:
 //!   [`ControllerLink::propose`] proposes locally on the leader, or makes a `ControllerCall` to the
 //!   leader it knows (following `NotController` hints, trying each voter when it knows none); on
@@ -20,7 +27,7 @@
 //!   whole state whenever its version rises. Either way the node sees the metadata as one
 //!   `watch` of `Arc<ControllerState>`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -58,7 +65,7 @@ pub(crate) struct Outcome {
     pub(crate) code: ErrorCode,
     /// Why it was refused.
     pub(crate) message: Option<String>,
-    /// Registration epoch, topic id, or first producer id (else 0).
+    /// Registration epoch, topic id, first producer id, or bumped producer epoch (else 0).
     pub(crate) value: u64,
     /// Producer-id block size (else 0).
     pub(crate) count: u32,
@@ -72,6 +79,7 @@ impl Outcome {
             Ok(Applied::BrokerRegistered { epoch }) => (*epoch, 0),
             Ok(Applied::TopicCreated { id }) => (id.0, 0),
             Ok(Applied::ProducerIdsAllocated(b)) => (b.first, b.count),
+            Ok(Applied::ProducerEpochBumped { epoch }) => (u64::from(*epoch), 0),
             _ => (0, 0),
         };
         Outcome {
@@ -134,6 +142,10 @@ pub(crate) struct GroupStatus {
     pub(crate) term: u64,
     /// The controller log's start (moves with every compaction or installed snapshot).
     pub(crate) log_start: u64,
+    /// The controller log's commit end.
+    pub(crate) commit_end: u64,
+    /// Heartbeats this replica answered from memory as leader (since it started).
+    pub(crate) heartbeats_heard: u64,
     /// The replica failed and serves nothing until the node restarts.
     pub(crate) failed: bool,
 }
@@ -199,6 +211,8 @@ pub(crate) fn spawn_group(
         started: Instant::now(),
         leader_since: None,
         fencing: HashSet::new(),
+        heard: HashMap::new(),
+        heartbeats_heard: 0,
         last_fence_check: 0,
         failed: false,
         options,
@@ -239,6 +253,11 @@ struct Owner {
     leader_since: Option<(u64, u64)>,
     /// Fences proposed this term and not applied yet: (broker, epoch).
     fencing: HashSet<(u64, u64)>,
+    /// On the leader, per broker: the clock when this leader last heard its heartbeat
+    /// (memory only; cleared with every new term).
+    heard: HashMap<u64, u64>,
+    /// Heartbeats answered from `heard` (for the status).
+    heartbeats_heard: u64,
     last_fence_check: u64,
     failed: bool,
     options: GroupOptions,
@@ -335,7 +354,23 @@ impl Owner {
             let _ = reply.send(Err(ProposeError::NotController { leader }));
             return;
         }
-        // Heartbeats are stamped by the leader: its term and clock (the state reads no clock).
+        if let Command::BrokerHeartbeat { broker, epoch, .. } = &command
+            && self
+                .machine
+                .broker(*broker)
+                .is_some_and(|b| b.epoch == *epoch && !b.fenced)
+        {
+            // A live broker at its epoch: nothing in the metadata changes, so the leader only
+            // notes when it heard it. Anything else (unknown broker, stale epoch, fenced) goes
+            // through the log below, for an answer every voter agrees on (and the unfencing).
+            self.heard.insert(broker.0, self.clock());
+            self.heartbeats_heard += 1;
+            let outcome = Outcome::of(&Ok(Applied::HeartbeatRecorded), self.machine.version());
+            let _ = reply.send(Ok(outcome));
+            return;
+        }
+        // Replicated heartbeats (and registrations) are stamped by the leader: its term and
+        // clock (the state reads no clock).
         let (term, tick) = (self.replica.term().0, self.clock());
         match &mut command {
             Command::RegisterBroker {
@@ -420,6 +455,8 @@ impl Owner {
             leader: self.replica.leader().map(|n| n.0),
             term: self.replica.term().0,
             log_start: self.replica.log_start(),
+            commit_end: self.replica.high_watermark(),
+            heartbeats_heard: self.heartbeats_heard,
             failed: self.failed,
         };
         self.status.send_if_modified(|s| {
@@ -499,8 +536,9 @@ impl Owner {
     }
 
     /// On the leader: fences the brokers it has not heard from for `fence_after_ms`
-    /// (placement then leaves them out until they heartbeat again). A heartbeat stamped in an
-    /// earlier term counts from when this leader took over: stamps are per leader.
+    /// (placement then leaves them out until they heartbeat again). Heard means a heartbeat
+    /// this leader answered from memory, or a replicated stamp (registration, unfencing) of
+    /// its own term; a broker it has heard nothing from counts from when it took over.
     fn fence_silent(&mut self) {
         if !self.replica.is_leader() {
             self.leader_since = None;
@@ -513,6 +551,7 @@ impl Owner {
             _ => {
                 self.leader_since = Some((term, now));
                 self.fencing.clear();
+                self.heard.clear();
                 now
             }
         };
@@ -523,6 +562,7 @@ impl Owner {
         let me = self.replica.id().0;
         let limit = self.options.fence_after_ms.max(1);
         let machine = &self.machine;
+        let heard_at = &self.heard;
         // Forget the fences that applied (or whose registration moved on).
         self.fencing.retain(|(id, epoch)| {
             machine
@@ -533,11 +573,12 @@ impl Owner {
             .brokers()
             .filter(|b| !b.fenced && b.id.0 != me)
             .filter(|b| {
-                let heard = if b.last_heartbeat.term == term {
+                let stamped = if b.last_heartbeat.term == term {
                     b.last_heartbeat.tick
                 } else {
                     since
                 };
+                let heard = heard_at.get(&b.id.0).map_or(stamped, |h| stamped.max(*h));
                 now.saturating_sub(heard) > limit
             })
             .map(|b| (b.id.0, b.epoch))

@@ -70,7 +70,7 @@ use floe_storage::backend::{Directory, FileDir};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::controller::{Command, ControllerState, TopicId, TopicRecord};
+use crate::controller::{Command, ControllerState, TopicConfig, TopicId, TopicRecord};
 use crate::partition::{Replica, ReplicaConfig, ReplicaError, SidecarError, bootstrap_membership};
 use crate::peer::{GroupMessage, PeerAddress, PeerTransport, TransportOptions, UnaryHandler};
 use controller::{CONTROLLER_GROUP, ControllerLink, GroupCmd, GroupOptions, Outcome, ProposeError};
@@ -292,6 +292,8 @@ pub(crate) struct Hosted {
     pub(crate) metrics: PartitionMetrics,
     pub(crate) group_id: u64,
     pub(crate) dir: PathBuf,
+    /// The retention limits its owner applies (changed when the topic's configuration is).
+    retention: watch::Sender<worker::Retention>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -450,6 +452,25 @@ impl Shared {
         Some(id)
     }
 
+    /// Bumps the epoch of a producer id a producer re-initialises, through the controller
+    /// (which holds every id's current epoch): `Ok(new epoch)`, or the refusal's code
+    /// (`ProducerFenced` for an epoch that is not the current one; `CoordinatorNotAvailable`
+    /// when the controller did not answer).
+    pub(crate) async fn bump_producer_epoch(
+        &self,
+        producer_id: u64,
+        epoch: u16,
+    ) -> Result<u16, ErrorCode> {
+        let command = Command::BumpProducerEpoch { producer_id, epoch };
+        match self.controller.propose(command, ADMIN_WAIT).await {
+            Ok(o) if o.code == ErrorCode::None => {
+                u16::try_from(o.value).map_err(|_| ErrorCode::UnknownServerError)
+            }
+            Ok(o) => Err(o.code),
+            Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
+        }
+    }
+
     /// Proposes `command` for a client and waits until this node's view includes it (not for
     /// its partitions to open: clients wait for leaders anyway, and a slow answer only makes a
     /// client retry a create that then finds the topic existing).
@@ -522,9 +543,21 @@ struct Placed {
     moves: u64,
     /// The controller's preferred leader: it campaigns as soon as it opens the group.
     preferred_leader: u64,
+    config: TopicConfig,
 }
 
 impl OpenCtx {
+    /// The retention limits of a partition of a topic configured `config`: the topic's
+    /// setting where it has one, else this node's (`--retention-bytes` / `--retention-ms`).
+    /// A topic set to `-1` (unlimited) thus inherits the node's limit: the topic
+    /// configuration cannot tell "unset" from "unlimited".
+    fn retention_of(&self, config: &TopicConfig) -> worker::Retention {
+        worker::Retention {
+            bytes: config.retention_bytes.or(self.log.retention_bytes),
+            ms: config.retention_ms.or(self.log.retention_ms),
+        }
+    }
+
     fn dir_of(&self, p: &Placed) -> PathBuf {
         self.data_dir
             .join("partitions")
@@ -542,7 +575,13 @@ impl OpenCtx {
         let mut raft = Config::new(NodeId(self.me));
         raft.election_ticks = self.election_ticks;
         raft.seed = self.me.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ gid;
-        let cfg = ReplicaConfig::new(raft, self.log.clone());
+        let retention = self.retention_of(&p.config);
+        let log = LogConfig {
+            retention_bytes: retention.bytes,
+            retention_ms: retention.ms,
+            ..self.log.clone()
+        };
+        let cfg = ReplicaConfig::new(raft, log);
         let dir: Arc<dyn Directory> = Arc::new(dir);
         // A founding replica bootstraps the group with the founding set; a replica placed
         // here by a reassignment joins the existing group as a learner (no members of its
@@ -580,6 +619,7 @@ impl OpenCtx {
             partition: p.partition,
         };
         let target: worker::Target = Arc::new(Mutex::new(p.replicas.clone()));
+        let (retention_tx, retention_rx) = watch::channel(retention);
         let (handle, thread) = worker::spawn(
             label,
             gid,
@@ -587,7 +627,10 @@ impl OpenCtx {
             self.transport.clone(),
             self.changed.clone(),
             options,
-            target.clone(),
+            worker::Followed {
+                target: target.clone(),
+                retention: retention_rx,
+            },
         )
         .map_err(NodeError::Thread)?;
         Ok(Hosted {
@@ -596,6 +639,7 @@ impl OpenCtx {
             metrics: PartitionMetrics::new(&p.topic, p.partition),
             group_id: gid,
             dir: path,
+            retention: retention_tx,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -628,6 +672,7 @@ fn placed_on(state: &ControllerState, me: u64) -> BTreeMap<u64, Placed> {
                         replicas: pa.replicas.iter().map(|r| r.0).collect(),
                         moves: pa.moves,
                         preferred_leader: pa.preferred_leader.0,
+                        config: t.config,
                     },
                 );
             }
@@ -673,6 +718,13 @@ async fn reconcile(shared: &Shared, ctx: &OpenCtx, state: Arc<ControllerState>) 
     for (gid, h) in &current.groups {
         if let Some(p) = want.get(gid) {
             h.set_target(&p.replicas);
+            // A kept partition follows its topic's (possibly altered) retention.
+            let retention = ctx.retention_of(&p.config);
+            h.retention.send_if_modified(|r| {
+                let changed = *r != retention;
+                *r = retention;
+                changed
+            });
             groups.insert(*gid, h.clone());
         } else if let Some(p) = partitions.get(gid) {
             h.set_target(&p.replicas);
@@ -762,6 +814,7 @@ fn partitions_of(state: &ControllerState) -> HashMap<u64, Placed> {
                     replicas: pa.replicas.iter().map(|r| r.0).collect(),
                     moves: pa.moves,
                     preferred_leader: pa.preferred_leader.0,
+                    config: t.config,
                 },
             );
         }
@@ -1111,6 +1164,15 @@ impl Node {
         Some(status.high_watermark)
     }
 
+    /// This node's replica's log start of `topic`/`partition`: the first offset retention
+    /// kept (`None` when not hosted).
+    pub fn log_start(&self, topic: &str, partition: u32) -> Option<u64> {
+        let table = self.shared.table();
+        let h = table.hosted(topic, partition)?;
+        let status = *h.handle.status.borrow();
+        Some(status.log_start)
+    }
+
     /// Whether this node hosts a replica of `topic`/`partition`.
     pub fn hosts(&self, topic: &str, partition: u32) -> bool {
         self.shared.table().hosted(topic, partition).is_some()
@@ -1127,6 +1189,21 @@ impl Node {
         let local = self.shared.controller.local()?;
         let status = *local.status.borrow();
         Some(status.log_start)
+    }
+
+    /// The controller log's commit end on this voter (`None`: not a voter).
+    pub fn controller_commit_end(&self) -> Option<u64> {
+        let local = self.shared.controller.local()?;
+        let status = *local.status.borrow();
+        Some(status.commit_end)
+    }
+
+    /// How many broker heartbeats this voter answered from memory as the controller leader
+    /// (`None`: not a voter). Such heartbeats are not written to the controller log.
+    pub fn controller_heartbeats_heard(&self) -> Option<u64> {
+        let local = self.shared.controller.local()?;
+        let status = *local.status.borrow();
+        Some(status.heartbeats_heard)
     }
 
     /// The cluster metadata as this node sees it now.

@@ -203,15 +203,34 @@ impl ClientService {
     }
 
     /// Allocates a producer id from this node's block of the controller's (unique
-    /// cluster-wide and across restarts: the controller hands each block out once), or bumps
-    /// the epoch of `r.producer_id`.
+    /// cluster-wide and across restarts: the controller hands each block out once), or, for a
+    /// producer re-initialising the id and epoch it holds, bumps that epoch: only if it is the
+    /// id's current one (the controller keeps it), else `ProducerFenced` (a newer instance
+    /// took the id over). An id whose epochs ran out gets a new id at epoch 0, as in Kafka.
     async fn init_producer_id(&self, r: InitProducerIdRequest) -> InitProducerIdResponse {
-        if r.producer_id >= 0 && r.producer_epoch >= 0 && r.producer_epoch < i16::MAX {
-            return InitProducerIdResponse {
-                error: ErrorCode::None,
-                producer_id: r.producer_id,
-                producer_epoch: r.producer_epoch + 1,
+        let refused = |error| InitProducerIdResponse {
+            error,
+            producer_id: -1,
+            producer_epoch: -1,
+        };
+        if r.producer_id >= 0 || r.producer_epoch >= 0 {
+            let (Ok(id), Ok(epoch)) = (
+                u64::try_from(r.producer_id),
+                u16::try_from(r.producer_epoch),
+            ) else {
+                return refused(ErrorCode::InvalidRequest);
             };
+            // At the last epoch there is no next one: a fresh id below.
+            if epoch < crate::controller::MAX_PRODUCER_EPOCH {
+                return match self.shared.bump_producer_epoch(id, epoch).await {
+                    Ok(bumped) => InitProducerIdResponse {
+                        error: ErrorCode::None,
+                        producer_id: r.producer_id,
+                        producer_epoch: i16::try_from(bumped).unwrap_or(i16::MAX),
+                    },
+                    Err(code) => refused(code),
+                };
+            }
         }
         match self.shared.allocate_producer_id().await {
             Some(producer_id) => InitProducerIdResponse {
@@ -504,7 +523,9 @@ impl ClientService {
                             res.high_watermark = status.high_watermark;
                             res.log_start_offset = status.log_start;
                             let max = (fp.max_bytes as usize).min(budget);
-                            if fp.fetch_offset < status.high_watermark && max > 0 {
+                            if !fetchable(fp.fetch_offset, &status) {
+                                res.error = ErrorCode::OffsetOutOfRange;
+                            } else if fp.fetch_offset < status.high_watermark && max > 0 {
                                 match self.read(&h, fp.fetch_offset, max).await {
                                     Ok(Some(rb)) => {
                                         budget = budget.saturating_sub(rb.bytes.len());
@@ -514,10 +535,6 @@ impl ClientService {
                                     Ok(None) => {}
                                     Err(code) => res.error = code,
                                 }
-                            } else if fp.fetch_offset > status.high_watermark
-                                || fp.fetch_offset < status.log_start
-                            {
-                                res.error = ErrorCode::OffsetOutOfRange;
                             }
                         }
                     }
@@ -624,7 +641,7 @@ impl ClientService {
                     Route::Leader(_, s) => {
                         st.high_watermark = s.high_watermark;
                         st.log_start_offset = s.log_start;
-                        if fp.fetch_offset > s.high_watermark || fp.fetch_offset < s.log_start {
+                        if !fetchable(fp.fetch_offset, &s) {
                             st.error = ErrorCode::OffsetOutOfRange;
                         } else {
                             subs.push((
@@ -889,4 +906,40 @@ fn split_batches(mut rest: Bytes) -> Option<Vec<(Bytes, u64)>> {
         return None;
     }
     Some(out)
+}
+
+/// Whether a fetch or subscription may start at `offset` on a leader in `status`: anywhere
+/// from the log start to the log end. Between the high watermark and the log end the data
+/// is appended but not committed yet (an `acks=leader` producer may already know those
+/// offsets): the reader waits for the commit, as Kafka's does. Only past the log end, or
+/// below the log start, is it out of range.
+fn fetchable(offset: u64, status: &PartitionStatus) -> bool {
+    (status.log_start..=status.log_end.max(status.high_watermark)).contains(&offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_range_is_log_start_to_log_end_not_the_high_watermark() {
+        let status = PartitionStatus {
+            is_leader: true,
+            leader: Some(1),
+            term: 3,
+            high_watermark: 20,
+            log_start: 10,
+            log_end: 25,
+            failed: false,
+            departed: false,
+        };
+        assert!(!fetchable(9, &status), "below the log start");
+        for committed in 10..20 {
+            assert!(fetchable(committed, &status));
+        }
+        for uncommitted in 20..=25 {
+            assert!(fetchable(uncommitted, &status), "{uncommitted}: waits");
+        }
+        assert!(!fetchable(26, &status), "past the log end");
+    }
 }

@@ -69,6 +69,10 @@ pub(crate) struct PartitionStatus {
     pub(crate) high_watermark: u64,
     /// The log start.
     pub(crate) log_start: u64,
+    /// The log end: appended, not necessarily committed. A fetch between the high watermark
+    /// and here waits; only one past it is out of range. It moves with every append, so a
+    /// change of it alone wakes nobody (see [`PartitionStatus::same_news`]).
+    pub(crate) log_end: u64,
     /// The replica failed (fsync error, damage) and serves nothing until reopened.
     pub(crate) failed: bool,
     /// The partition was moved off this node and this replica is out of its group: not in
@@ -77,6 +81,17 @@ pub(crate) struct PartitionStatus {
     /// configuration without it, so the removed replica never sees that entry itself). The
     /// node then stops it and deletes its data.
     pub(crate) departed: bool,
+}
+
+impl PartitionStatus {
+    /// Equal but for the log end: what waiters (fetch long-polls, subscriptions) are woken
+    /// for. They wait for the high watermark, so an append alone is no news to them.
+    fn same_news(&self, other: &PartitionStatus) -> bool {
+        PartitionStatus {
+            log_end: other.log_end,
+            ..*self
+        } == *other
+    }
 }
 
 /// The handle others hold: the command channel and the status watch.
@@ -213,6 +228,15 @@ impl StatusMetrics {
     }
 }
 
+/// A partition's retention limits (`None`: no limit by that measure). The node resolves them
+/// (the topic's setting over the node's default) and may change them while the owner runs
+/// (an altered topic configuration), so the owner reads the current value at every check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Retention {
+    pub(crate) bytes: Option<u64>,
+    pub(crate) ms: Option<u64>,
+}
+
 /// Which partition an owner serves (metric labels).
 #[derive(Debug, Clone)]
 pub(crate) struct PartitionLabel {
@@ -224,8 +248,15 @@ pub(crate) struct PartitionLabel {
 /// the reconciler, which writes it, and the owner, which reads it every tick.
 pub(crate) type Target = Arc<Mutex<Vec<u64>>>;
 
+/// What the node may change while an owner runs: the target replicas and the retention limits.
+pub(crate) struct Followed {
+    pub(crate) target: Target,
+    pub(crate) retention: watch::Receiver<Retention>,
+}
+
 /// Starts the owner thread of `replica`, sending its Raft messages through `transport`. On
-/// the leader, the group's membership follows `target` (see [`Replica::move_toward`]).
+/// the leader, the group's membership follows `followed.target` (see
+/// [`Replica::move_toward`]).
 pub(crate) fn spawn(
     label: PartitionLabel,
     group_id: u64,
@@ -233,8 +264,9 @@ pub(crate) fn spawn(
     transport: Arc<PeerTransport>,
     changed: Arc<Notify>,
     options: WorkerOptions,
-    target: Target,
+    followed: Followed,
 ) -> std::io::Result<(PartitionHandle, JoinHandle<()>)> {
+    let Followed { target, retention } = followed;
     let (tx, rx) = sync_channel(options.queue.max(1));
     let initial = status_of(&replica, false, false);
     let (status_tx, status_rx) = watch::channel(initial);
@@ -259,6 +291,7 @@ pub(crate) fn spawn(
         target,
         leader_heard: Instant::now(),
         move_transfer_at: None,
+        retention,
     };
     let thread = std::thread::Builder::new()
         .name(format!("floe-{}-{}", label.topic, label.partition))
@@ -298,6 +331,8 @@ struct Worker {
     leader_heard: Instant,
     /// When a move last asked to hand this leader's leadership over.
     move_transfer_at: Option<Instant>,
+    /// The current retention limits.
+    retention: watch::Receiver<Retention>,
 }
 
 /// A replica outside its partition's target that no leader has addressed for this long has
@@ -418,6 +453,7 @@ fn status_of(r: &Replica, failed: bool, departed: bool) -> PartitionStatus {
         term: r.term().0,
         high_watermark: r.high_watermark(),
         log_start: r.log_start(),
+        log_end: r.log_end(),
         failed,
     }
 }
@@ -590,7 +626,7 @@ impl Worker {
         false
     }
 
-    /// Retention (the log's `retention_bytes` / `retention_ms`): every replica discards, on
+    /// Retention (the current [`Retention`] limits): every replica discards, on
     /// its own, the sealed segments its settings let go, up to its high watermark, through
     /// Raft's compaction, so a follower that later needs what was discarded is caught up from
     /// the leader's log start.
@@ -599,8 +635,9 @@ impl Worker {
             return;
         }
         let hw = self.replica.high_watermark();
+        let limits = *self.retention.borrow();
         let storage = self.replica.raft().log().storage();
-        let Some(cut) = storage.retention_point(now_ms(), hw) else {
+        let Some(cut) = storage.retention_point_with(limits.bytes, limits.ms, now_ms(), hw) else {
             return;
         };
         if cut <= self.replica.log_start() {
@@ -796,8 +833,9 @@ impl Worker {
             self.leader_heard = Instant::now();
         }
         let now = status_of(&self.replica, self.failed, self.departed());
+        // Always stored (readers see the current log end), announced only when it is news.
         let modified = self.status.send_if_modified(|s| {
-            let changed = *s != now;
+            let changed = !s.same_news(&now);
             *s = now;
             changed
         });
