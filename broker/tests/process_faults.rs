@@ -124,10 +124,25 @@ async fn a_follower_down_past_the_leaders_retention_is_caught_up_from_its_log_st
     // What is still retained is there exactly once (older records were discarded by design).
     let (producer, acked, unacked) = bg.stop().await;
     assert_eq!(unacked, 0);
-    let leader = procs.leader(TOPIC, 0).await;
-    let log_start = procs
-        .gauge(leader, "floe_raft_log_start", TOPIC, 0)
-        .expect("log start") as u64;
+    // Retention runs every second and may discard once more after the producer stopped:
+    // read the log start once it has held still for three passes, so the consumer's
+    // earliest offset is not cut away under it.
+    let settled = async {
+        let (mut last, mut since) = (None, tokio::time::Instant::now());
+        loop {
+            let leader = procs.leader(TOPIC, 0).await;
+            let now = procs.gauge(leader, "floe_raft_log_start", TOPIC, 0);
+            if now != last {
+                (last, since) = (now, tokio::time::Instant::now());
+            } else if let Some(s) = now
+                && since.elapsed() >= Duration::from_secs(3)
+            {
+                return s as u64;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let log_start = timeout(WAIT, settled).await.expect("log start settles");
     let kept: cluster::Acked = acked
         .into_iter()
         .map(|(p, v)| (p, v.into_iter().filter(|r| r.0 >= log_start).collect()))
