@@ -658,27 +658,10 @@ fn stop_hosted(h: &Hosted) {
 
 /// The partitions `state` places on node `me`, by group id.
 fn placed_on(state: &ControllerState, me: u64) -> BTreeMap<u64, Placed> {
-    let mut out = BTreeMap::new();
-    for t in state.topics() {
-        for (p, pa) in t.partitions.iter().enumerate() {
-            if pa.replicas.iter().any(|r| r.0 == me) {
-                let p = p as u32;
-                out.insert(
-                    group_id(t.id, p),
-                    Placed {
-                        topic: t.name.clone(),
-                        topic_id: t.id,
-                        partition: p,
-                        replicas: pa.replicas.iter().map(|r| r.0).collect(),
-                        moves: pa.moves,
-                        preferred_leader: pa.preferred_leader.0,
-                        config: t.config,
-                    },
-                );
-            }
-        }
-    }
-    out
+    partitions_of(state)
+        .into_iter()
+        .filter(|(_, p)| p.replicas.contains(&me))
+        .collect()
 }
 
 /// Resolves a registered `host:port` peer address.
