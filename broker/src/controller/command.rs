@@ -19,7 +19,7 @@
 //! | 6   | `AlterTopicConfig`   | name, configs: Vec<(String, String)>                       |
 //! | 7   | `AllocateProducerIds`| broker, count:u32                                          |
 //! | 8   | `ReassignPartition`  | topic, partition:u32, from, to                             |
-//! | 9   | `AlterPartitionReplicas` | topic, partition:u32, replicas: Vec<u64>               |
+//! | 9   | `AlterPartitionReplicas` | topic, partition:u32, replicas: `Vec<u64>`             |
 //! | 10  | `BumpProducerEpoch`  | producer_id:u64, epoch:u16                                 |
 
 use bytes::Bytes;
